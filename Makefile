@@ -1,0 +1,42 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+# torch first, pinned to a CPU build pip can take locally; the package's own range accepts it.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install demo test lint bench clean dag
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/snakemake --cores $(CORES) --printshellcmds --show-failed-logs
+	@echo "submission: results/submission.csv"; cat results/blend/score.json | head -5
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/snakefmt --check Snakefile rules/
+	$(BIN)/snakemake --lint --cores 1
+
+bench: install
+	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/dag_scale.py
+
+dag: install
+	$(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg
+
+clean:
+	rm -rf results .snakemake

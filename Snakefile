@@ -1,0 +1,28 @@
+# moastack: the lish-moa winning recipe as a reproducible DAG.
+#
+# Paths (all under results/, see README "Outputs"):
+#   data/{table}.parquet -> folds/{scheme}.parquet -> features/{set}/{train,test}.parquet
+#   -> models/{model}/seed{s}/fold{k}/{oof,test}.parquet -> models/{model}/{oof,test}.parquet
+#   -> blend/{weights.json,oof,test}.parquet -> submission.csv
+# Logs mirror the outputs under results/logs/, job times and memory under results/benchmarks/.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/folds.smk"
+include: "rules/features.smk"
+include: "rules/train.smk"
+include: "rules/blend.smk"
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True

@@ -1,0 +1,104 @@
+# Helpers shared by every rule file: config validation, job lists, per-rule config slices and
+# resources. The logic lives in moastack.config so that it is unit-tested.
+
+import os
+import sys
+from pathlib import Path
+
+# The workflow always runs its own source tree: this process imports it, and job processes
+# (scripts, conda envs, SLURM jobs) inherit PYTHONPATH, so no install is needed inside an env.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+
+from moastack.config import (
+    blend_members,
+    check_config,
+    validate_schema,
+    collect_slice,
+    model_jobs,
+    resources_for,
+    train_slice,
+    wants_gpu,
+)
+from moastack.data.columns import TABLES
+validate_schema(config)  # schema/config.schema.yaml, defaults filled in
+check_config(config)  # references between sections, stacking cycles, fold-scheme agreement
+
+RESULTS = "results"
+MODELS = list(config["models"])
+FOLD_SCHEMES = list(config["folds"])
+FEATURE_SETS = list(config["features"])
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+    scheme="|".join(FOLD_SCHEMES),
+    fset="|".join(FEATURE_SETS),
+    seed=r"\d+",
+    fold=r"\d+",
+
+
+def get_final_outputs():
+    return [
+        f"{RESULTS}/submission.csv",
+        f"{RESULTS}/blend/score.json",
+        *expand(f"{RESULTS}/models/{{model}}/score.json", model=MODELS),
+    ]
+
+
+def job_dir(model, seed, fold):
+    return f"{RESULTS}/models/{model}/seed{seed}/fold{fold}"
+
+
+def model_cfg(wildcards):
+    return config["models"][wildcards.model]
+
+
+def get_train_input(wildcards):
+    m = model_cfg(wildcards)
+    inputs = {
+        "features_train": f"{RESULTS}/features/{m['features']}/train.parquet",
+        "features_test": f"{RESULTS}/features/{m['features']}/test.parquet",
+        "folds": f"{RESULTS}/folds/{m['folds']}.parquet",
+        "targets": f"{RESULTS}/data/train_targets_{m.get('targets', 'scored')}.parquet",
+        "train_features": f"{RESULTS}/data/train_features.parquet",
+        "test_features": f"{RESULTS}/data/test_features.parquet",
+    }
+    for upstream in m.get("meta", []):
+        inputs[f"meta_oof_{upstream}"] = f"{RESULTS}/models/{upstream}/oof.parquet"
+        inputs[f"meta_test_{upstream}"] = f"{RESULTS}/models/{upstream}/test.parquet"
+    return inputs
+
+
+def get_collect_input(wildcards):
+    jobs = model_jobs(config, wildcards.model)
+    m = model_cfg(wildcards)
+    return {
+        "oof": [f"{job_dir(wildcards.model, s, f)}/oof.parquet" for s, f in jobs],
+        "test": [f"{job_dir(wildcards.model, s, f)}/test.parquet" for s, f in jobs],
+        "metrics": [f"{job_dir(wildcards.model, s, f)}/metrics.json" for s, f in jobs],
+        "targets": f"{RESULTS}/data/train_targets_{m.get('targets', 'scored')}.parquet",
+    }
+
+
+def get_blend_input(wildcards):
+    members = blend_members(config)
+    return {
+        "oof": expand(f"{RESULTS}/models/{{model}}/oof.parquet", model=members),
+        "test": expand(f"{RESULTS}/models/{{model}}/test.parquet", model=members),
+        "score": expand(f"{RESULTS}/models/{{model}}/score.json", model=members),
+        "targets": f"{RESULTS}/data/train_targets_scored.parquet",
+    }
+
+
+def rule_resource(rule, key):
+    return resources_for(config, rule)[key]
+
+
+def model_resource(key):
+    return lambda wildcards: resources_for(config, "train", wildcards.model)[key]
+
+
+def train_gpus(wildcards):
+    return 1 if wants_gpu(config, wildcards.model) else 0

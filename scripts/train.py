@@ -1,0 +1,26 @@
+"""Snakemake entry point: fit one model × seed × fold."""
+
+from moastack.jobs import setup_job
+from moastack.stacking import MetaInputs
+from moastack.train import FoldJob, run_fold_job
+
+setup_job(snakemake.log[0], snakemake.threads)
+model_cfg = snakemake.params.model
+job = FoldJob(
+    model_name=snakemake.wildcards.model,
+    model_cfg=model_cfg,
+    seed=int(snakemake.wildcards.seed),
+    fold=int(snakemake.wildcards.fold),
+    features_train=snakemake.input.features_train,
+    features_test=snakemake.input.features_test,
+    folds=snakemake.input.folds,
+    targets=snakemake.input.targets,
+    train_features=snakemake.input.train_features,
+    test_features=snakemake.input.test_features,
+    meta=[
+        MetaInputs(name, snakemake.input[f"meta_oof_{name}"], snakemake.input[f"meta_test_{name}"])
+        for name in model_cfg.get("meta", [])
+    ],
+    threads=snakemake.threads,
+)
+run_fold_job(job, dict(snakemake.output.items()))

@@ -1,0 +1,193 @@
+"""Blend weights searched on out-of-fold predictions.
+
+Weights are non-negative and sum to 1 (a convex blend), and minimise the OOF mean log loss. Two
+searches, as the winners used: scipy's SLSQP with the analytic gradient, and Optuna's TPE sampler
+over unnormalised weights. Members must share one fold scheme: OOF predictions of different
+assignments are not comparable row by row.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from scipy.optimize import minimize
+
+from moastack.metrics import EPS
+
+log = logging.getLogger(__name__)
+
+METHODS = ("slsqp", "optuna_tpe")
+
+
+class BlendObjective:
+    """Mean log loss of a weighted sum of member predictions, with its gradient.
+
+    Cells with a missing label get weight 0; every target counts equally, as in the metric.
+    """
+
+    def __init__(self, y: np.ndarray, members: list[np.ndarray]) -> None:
+        y = np.asarray(y, dtype=np.float64)
+        labelled = ~np.isnan(y)
+        counts = labelled.sum(axis=0)
+        n_targets = int((counts > 0).sum())
+        per_target = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0) / max(n_targets, 1)
+        self.cell_weight = (labelled * per_target[None, :]).ravel()
+        self.y = np.where(labelled, y, 0.0).ravel()
+        self.P = np.stack([np.asarray(m, dtype=np.float64).ravel() for m in members])
+
+    def __call__(self, w: np.ndarray) -> float:
+        p = np.clip(w @ self.P, EPS, 1 - EPS)
+        cell = -(self.y * np.log(p) + (1 - self.y) * np.log1p(-p))
+        return float(cell @ self.cell_weight)
+
+    def gradient(self, w: np.ndarray) -> np.ndarray:
+        raw = w @ self.P
+        p = np.clip(raw, EPS, 1 - EPS)
+        d = -(self.y / p - (1 - self.y) / (1 - p)) * self.cell_weight
+        d[(raw <= EPS) | (raw >= 1 - EPS)] = 0.0
+        return self.P @ d
+
+
+def search_slsqp(objective: BlendObjective, n_members: int) -> np.ndarray:
+    """Convex weights by SLSQP from the uniform blend."""
+    x0 = np.full(n_members, 1.0 / n_members)
+    result = minimize(
+        objective, x0, jac=objective.gradient, method="SLSQP",
+        bounds=[(0.0, 1.0)] * n_members,
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}],
+        options={"maxiter": 500, "ftol": 1e-12},
+    )
+    if not result.success:
+        log.warning("SLSQP did not converge: %s", result.message)
+    return normalise(result.x)
+
+
+def search_optuna_tpe(objective: BlendObjective, n_members: int, n_trials: int, seed: int) -> np.ndarray:
+    """Convex weights by Optuna's TPE sampler (seeded), sampling raw weights and normalising."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study.enqueue_trial({f"w{i}": 1.0 for i in range(n_members)})
+
+    def trial_loss(trial) -> float:
+        raw = np.array([trial.suggest_float(f"w{i}", 0.0, 1.0) for i in range(n_members)])
+        return objective(normalise(raw))
+
+    study.optimize(trial_loss, n_trials=n_trials)
+    best = np.array([study.best_params[f"w{i}"] for i in range(n_members)])
+    return normalise(best)
+
+
+def normalise(w: np.ndarray) -> np.ndarray:
+    w = np.clip(np.asarray(w, dtype=np.float64), 0.0, None)
+    total = w.sum()
+    return w / total if total > 0 else np.full(len(w), 1.0 / len(w))
+
+
+def drop_small(w: np.ndarray, threshold: float) -> np.ndarray:
+    """Zero the weights under ``threshold`` and renormalise (the heaviest member always stays)."""
+    w = np.where(w >= threshold, w, 0.0)
+    if w.sum() == 0:
+        raise ValueError("blend: every weight fell under drop_threshold")
+    return normalise(w)
+
+
+def search_weights(
+    y: np.ndarray,
+    members: list[np.ndarray],
+    method: str,
+    *,
+    n_trials: int = 200,
+    seed: int = 0,
+    drop_threshold: float = 0.0,
+) -> np.ndarray:
+    """Weights for ``members`` (arrays shaped like ``y``) by ``method``."""
+    objective = BlendObjective(y, members)
+    if method == "slsqp":
+        w = search_slsqp(objective, len(members))
+    elif method == "optuna_tpe":
+        w = search_optuna_tpe(objective, len(members), n_trials, seed)
+    else:
+        raise ValueError(f"unknown blend method {method!r}; known: {', '.join(METHODS)}")
+    if drop_threshold > 0:
+        w = drop_small(w, min(drop_threshold, w.max()))
+    return w
+
+
+def apply_weights(weights: np.ndarray, members: list[np.ndarray]) -> np.ndarray:
+    return np.tensordot(np.asarray(weights), np.stack([np.asarray(m, dtype=np.float64) for m in members]), axes=1)
+
+
+def check_same_scheme(schemes: dict[str, str]) -> str:
+    """Refuse members from different fold schemes, naming them."""
+    distinct = sorted(set(schemes.values()))
+    if len(distinct) > 1:
+        by_scheme = {s: [m for m, v in schemes.items() if v == s] for s in distinct}
+        raise ValueError(
+            "blend: members come from different fold schemes "
+            + "; ".join(f"{s}: {', '.join(ms)}" for s, ms in by_scheme.items())
+            + ". Their OOF losses are not comparable (each scheme holds out different rows), so weights "
+            "searched on their mix would be meaningless; blend one scheme at a time."
+        )
+    return distinct[0]
+
+
+def run_blend(members: dict[str, dict[str, str]], targets_path: str, cfg: dict, outputs: dict[str, str]) -> dict:
+    """Search weights on OOF with every configured method, apply the first, write the outputs.
+
+    ``members`` maps model name → {"oof", "test", "score"} paths of its collected outputs.
+    """
+    from moastack import io
+    from moastack.data.columns import ID_COL
+    from moastack.metrics import score_record
+    from moastack.targets import prediction_frame
+
+    names = list(members)
+    scores = {m: io.read_json(p["score"]) for m, p in members.items()}
+    scheme = check_same_scheme({m: s["folds_scheme"] for m, s in scores.items()})
+    oofs = {m: io.read_parquet(p["oof"]) for m, p in members.items()}
+    tests = {m: io.read_parquet(p["test"]) for m, p in members.items()}
+    target_cols = [c for c in oofs[names[0]].columns if c != ID_COL]
+    for m in names[1:]:
+        if [c for c in oofs[m].columns if c != ID_COL] != target_cols:
+            raise ValueError(f"blend: {m} predicts different targets than {names[0]}")
+    truth = io.read_parquet(targets_path)
+    train_ids = truth[ID_COL].to_numpy()
+    y = truth[target_cols].to_numpy(dtype=np.float64)
+    member_oof = [oofs[m].set_index(ID_COL).reindex(train_ids)[target_cols].to_numpy() for m in names]
+    test_ids = tests[names[0]][ID_COL].to_numpy()
+    member_test = [tests[m].set_index(ID_COL).reindex(test_ids)[target_cols].to_numpy() for m in names]
+
+    methods = cfg.get("methods", ["slsqp"])
+    threshold = float(cfg.get("drop_threshold", 0.0))
+    objective = BlendObjective(y, member_oof)
+    results = {}
+    for method in methods:
+        w = search_weights(y, member_oof, method, n_trials=cfg.get("n_trials", 200),
+                           seed=cfg.get("seed", 0), drop_threshold=threshold)
+        results[method] = {
+            "weights": {m: float(v) for m, v in zip(names, w)},
+            "oof_log_loss": objective(w),
+            "dropped": [m for m, v in zip(names, w) if v == 0.0],
+        }
+        log.info("blend %s: loss %.6f weights %s", method, results[method]["oof_log_loss"],
+                 {m: round(v, 4) for m, v in results[method]["weights"].items()})
+    applied = methods[0]
+    w = np.array([results[applied]["weights"][m] for m in names])
+    blend_oof = apply_weights(w, member_oof)
+    blend_test = apply_weights(w, member_test)
+    weights = {"fold_scheme": scheme, "applied": applied, "members": names, "methods": results}
+    score = score_record(
+        y, blend_oof, target_cols,
+        model="blend", folds_scheme=scheme, method=applied,
+        members={m: scores[m]["value"] for m in names},
+        best_member=min(names, key=lambda m: scores[m]["value"]),
+    )
+    io.write_json(weights, outputs["weights"])
+    io.write_parquet(prediction_frame(train_ids, blend_oof, target_cols), outputs["oof"])
+    io.write_parquet(prediction_frame(test_ids, blend_test, target_cols), outputs["test"])
+    io.write_json(score, outputs["score"])
+    return score

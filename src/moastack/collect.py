@@ -1,0 +1,86 @@
+"""Collect one model's jobs: OOF and test predictions averaged over seeds, and its CV score.
+
+Each seed's OOF table is the union of its folds' validation rows and must cover every training
+sample exactly once; test predictions are the mean over every seed × fold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from moastack import io
+from moastack.data.columns import ID_COL
+from moastack.metrics import per_target_log_loss, score_record
+from moastack.targets import prediction_frame
+
+
+def assemble_seed_oof(parts: list[pd.DataFrame], train_ids: np.ndarray, what: str) -> pd.DataFrame:
+    """Stack one seed's fold OOF tables into train order, checking exact coverage."""
+    oof = pd.concat(parts, ignore_index=True)
+    dup = oof[ID_COL].duplicated()
+    if dup.any():
+        raise ValueError(f"{what}: sig_ids predicted in more than one fold: {oof.loc[dup, ID_COL].head(5).tolist()}")
+    oof = oof.set_index(ID_COL)
+    missing = pd.Index(train_ids).difference(oof.index)
+    if len(missing):
+        raise ValueError(f"{what}: {len(missing)} training rows have no OOF prediction, e.g. {list(missing[:5])}")
+    return oof.reindex(train_ids)
+
+
+def mean_frames(frames: list[pd.DataFrame]) -> np.ndarray:
+    return np.mean([f.to_numpy(dtype=np.float64) for f in frames], axis=0)
+
+
+def collect_model(
+    model_name: str,
+    oof_paths: dict[tuple[int, int], str],
+    test_paths: dict[tuple[int, int], str],
+    metrics_paths: dict[tuple[int, int], str],
+    targets_path: str,
+    fold_scheme: str,
+    outputs: dict[str, str],
+) -> dict:
+    """Write the model's oof/test Parquet and score.json; keys of the path dicts are (seed, fold)."""
+    targets_table = io.read_parquet(targets_path)
+    train_ids = targets_table[ID_COL].to_numpy()
+    seeds = sorted({s for s, _ in oof_paths})
+    folds = sorted({f for _, f in oof_paths})
+
+    seed_oofs = []
+    for seed in seeds:
+        parts = [io.read_parquet(oof_paths[(seed, f)]) for f in folds]
+        seed_oofs.append(assemble_seed_oof(parts, train_ids, f"{model_name} seed {seed}"))
+    target_cols = list(seed_oofs[0].columns)
+    oof = mean_frames(seed_oofs)
+
+    tests = [io.read_parquet(p) for p in test_paths.values()]
+    test_ids = tests[0][ID_COL].to_numpy()
+    test = mean_frames([t.drop(columns=[ID_COL]) for t in tests])
+
+    y = targets_table[target_cols].to_numpy(dtype=np.float64)
+    jobs = [io.read_json(metrics_paths[k]) for k in sorted(metrics_paths)]
+    fold_losses = {}
+    for seed, seed_oof in zip(seeds, seed_oofs):
+        for f in folds:
+            ids = io.read_parquet(oof_paths[(seed, f)], columns=[ID_COL])[ID_COL]
+            rows = pd.Index(train_ids).get_indexer(ids)
+            fold_losses[f"seed{seed}/fold{f}"] = float(
+                np.nanmean(per_target_log_loss(y[rows], seed_oof.to_numpy()[rows]))
+            )
+    values = np.array(list(fold_losses.values()))
+    score = score_record(
+        y, oof, target_cols,
+        model=model_name,
+        folds_scheme=fold_scheme,
+        seeds=seeds,
+        folds=folds,
+        fold_scores=fold_losses,
+        fold_mean=float(values.mean()),
+        fold_std=float(values.std(ddof=0)),
+        train_seconds=float(sum(j.get("seconds", 0.0) for j in jobs)),
+    )
+    io.write_parquet(prediction_frame(train_ids, oof, target_cols), outputs["oof"])
+    io.write_parquet(prediction_frame(test_ids, test, target_cols), outputs["test"])
+    io.write_json(score, outputs["score"])
+    return score

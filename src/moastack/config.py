@@ -1,0 +1,165 @@
+"""Config loading, validation and the per-rule slices the workflow hands to its rules.
+
+The JSON schema checks shapes and fills defaults; :func:`check_config` checks what a schema cannot:
+references between sections, stacking cycles and fold-scheme agreement. Slices are kept minimal
+because Snakemake reruns a job when its params change: a train job must not see another model's
+block, nor its own ``seeds`` list (adding a seed must not rerun the existing seeds).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The config names something that does not exist or wires models inconsistently."""
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def _with_defaults(validator_class):
+    """A validator that fills each missing property from the schema's ``default`` while validating."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def validate_schema(config: dict, schema: dict | None = None) -> dict:
+    """Validate against the JSON schema, filling defaults in place; errors name the config key."""
+    schema = schema if schema is not None else load_schema()
+    validator = _with_defaults(jsonschema.Draft7Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in errors[:10]]
+        raise ConfigError("config does not match schema/config.schema.yaml:\n" + "\n".join(lines))
+    return config
+
+
+def load_config(path: str | Path) -> dict:
+    """Read, validate and check a config file (for tools outside Snakemake: tests, predict)."""
+    config = yaml.safe_load(Path(path).read_text())
+    validate_schema(config)
+    check_config(config)
+    return config
+
+
+def _stacking_order(models: dict) -> list[str]:
+    """Models in dependency order; a cycle raises ConfigError naming it."""
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "active":
+            cycle = path[path.index(name):] + [name]
+            raise ConfigError(f"models: stacking cycle {' -> '.join(cycle)}; a model cannot use its own predictions")
+        state[name] = "active"
+        for upstream in models[name].get("meta", []):
+            visit(upstream, path + [name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in models:
+        visit(name, [])
+    return order
+
+
+def check_config(config: dict) -> None:
+    """Cross-reference checks, with messages that name the offending key."""
+    models, folds, features = config["models"], config["folds"], config["features"]
+    for name, m in models.items():
+        if m["features"] not in features:
+            raise ConfigError(
+                f"models.{name}.features: unknown feature set {m['features']!r}; defined: {', '.join(features)}"
+            )
+        if m["folds"] not in folds:
+            raise ConfigError(f"models.{name}.folds: unknown fold scheme {m['folds']!r}; defined: {', '.join(folds)}")
+        for upstream in m.get("meta", []):
+            if upstream not in models:
+                raise ConfigError(f"models.{name}.meta: unknown model {upstream!r}")
+            if models[upstream]["folds"] != m["folds"]:
+                raise ConfigError(
+                    f"models.{name}.meta: {name} uses fold scheme {m['folds']!r} but {upstream} uses "
+                    f"{models[upstream]['folds']!r}; stacking needs one scheme, otherwise {upstream}'s OOF "
+                    f"predictions of a row were fitted on rows that share {name}'s validation fold (leakage)"
+                )
+        if m.get("meta_only") and not m.get("meta"):
+            raise ConfigError(f"models.{name}.meta_only is true but models.{name}.meta lists no model")
+    _stacking_order(models)
+    blend = config["blend"]
+    if blend["folds"] not in folds:
+        raise ConfigError(f"blend.folds: unknown fold scheme {blend['folds']!r}; defined: {', '.join(folds)}")
+    for member in blend.get("members", []):
+        if member not in models:
+            raise ConfigError(f"blend.members: unknown model {member!r}")
+        if models[member]["folds"] != blend["folds"]:
+            raise ConfigError(
+                f"blend.members: {member} uses fold scheme {models[member]['folds']!r}, the blend uses "
+                f"{blend['folds']!r}; OOF losses of different schemes are not comparable"
+            )
+        if models[member].get("targets", "scored") != "scored":
+            raise ConfigError(f"blend.members: {member} predicts non-scored targets; only scored models can be blended")
+    if not blend_members(config):
+        raise ConfigError(f"blend: no model predicts scored targets on fold scheme {blend['folds']!r}")
+
+
+def blend_members(config: dict) -> list[str]:
+    """The models the blend combines: the listed ones, or every scored model of the blend's scheme."""
+    blend = config["blend"]
+    if blend.get("members"):
+        return list(blend["members"])
+    return [
+        name for name, m in config["models"].items()
+        if m["folds"] == blend["folds"] and m.get("targets", "scored") == "scored"
+    ]
+
+
+def model_jobs(config: dict, model: str) -> list[tuple[int, int]]:
+    """(seed, fold) pairs of one model: its seeds × the folds of its scheme."""
+    m = config["models"][model]
+    k = config["folds"][m["folds"]]["k"]
+    return [(seed, fold) for seed in m["seeds"] for fold in range(k)]
+
+
+def train_slice(config: dict, model: str) -> dict:
+    """What a train job depends on: its model block minus ``seeds`` and ``resources``."""
+    m = copy.deepcopy(config["models"][model])
+    for key in ("seeds", "resources"):
+        m.pop(key, None)
+    return m
+
+
+def collect_slice(config: dict, model: str) -> dict:
+    m = config["models"][model]
+    return {"folds": m["folds"], "seeds": list(m["seeds"]), "targets": m.get("targets", "scored")}
+
+
+def resources_for(config: dict, rule: str, model: str | None = None) -> dict:
+    """threads / mem_mb / runtime of a rule, overridden by a model's own ``resources``."""
+    runtime = config.get("runtime", {})
+    merged = dict(runtime.get("default", {"threads": 1, "mem_mb": 2000, "runtime": 30}))
+    merged.update(runtime.get("rules", {}).get(rule, {}))
+    if model is not None:
+        merged.update(config["models"][model].get("resources", {}) or {})
+    return merged
+
+
+def wants_gpu(config: dict, model: str) -> bool:
+    """Only an explicit ``device: cuda`` requests a GPU; ``auto`` uses one if the node has it."""
+    return config["models"][model].get("device", "auto") == "cuda"

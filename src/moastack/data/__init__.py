@@ -1,0 +1,1 @@
+"""Raw lish-moa tables: the synthetic generator, validation and the prepare step."""

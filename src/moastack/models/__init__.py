@@ -1,0 +1,1 @@
+"""Model architectures behind one small interface (see ``base.py``)."""

@@ -1,0 +1,33 @@
+"""The prior baseline: every target predicted at its training frequency.
+
+It is the floor every real model must beat; on lish-moa it scores about 0.0215 on the private LB.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from moastack.models.base import FitContext, TabularModel
+
+
+class PriorModel(TabularModel):
+    arch = "prior"
+
+    def fit(self, X, Y, X_valid, Y_valid, context: FitContext) -> "PriorModel":
+        clip = float(self.params.get("clip", 1e-5))
+        self.prior_ = np.clip(np.asarray(Y, dtype=np.float64).mean(axis=0), clip, 1 - clip).astype(np.float32)
+        return self
+
+    def predict(self, X, context: FitContext | None = None) -> np.ndarray:
+        return np.broadcast_to(self.prior_, (len(X), len(self.prior_))).astype(np.float32)
+
+    def state(self) -> dict[str, Any]:
+        return {"prior": self.prior_}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], params: dict[str, Any]) -> "PriorModel":
+        model = cls(**params)
+        model.prior_ = np.asarray(state["prior"], dtype=np.float32)
+        return model

@@ -1,0 +1,39 @@
+"""Which target table a model learns, and the control mask.
+
+``targets: scored`` is the competition's 206 columns; ``targets: nonscored`` is the 402 extra
+columns the winners used for stage-1 models and transfer learning, keeping only columns with at
+least one positive (332 on the real data), since an all-zero column teaches nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from moastack.data.columns import CONTROL, ID_COL
+
+TARGET_KINDS = ("scored", "nonscored")
+
+
+def select_target_columns(targets: pd.DataFrame, kind: str) -> list[str]:
+    """Target columns a model of ``kind`` learns, in the table's order."""
+    cols = [c for c in targets.columns if c != ID_COL]
+    if kind == "scored":
+        return cols
+    if kind == "nonscored":
+        values = targets[cols].to_numpy(dtype=np.float64)
+        return [c for c, pos in zip(cols, np.nansum(values, axis=0)) if pos > 0]
+    raise ValueError(f"unknown targets kind {kind!r}; known: {', '.join(TARGET_KINDS)}")
+
+
+def control_mask(cp_type: pd.Series | np.ndarray) -> np.ndarray:
+    """True for control rows: no mechanism, targets all zero, predictions forced to 0."""
+    return np.asarray(cp_type) == CONTROL
+
+
+def prediction_frame(sig_ids, values: np.ndarray, targets: list[str]) -> pd.DataFrame:
+    """The Parquet prediction contract: sig_id + one float32 column per target, in [0, 1]."""
+    values = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)
+    frame = pd.DataFrame(values, columns=list(targets))
+    frame.insert(0, ID_COL, np.asarray(sig_ids).astype(str))
+    return frame

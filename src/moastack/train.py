@@ -1,0 +1,172 @@
+"""One training job: one model × seed × fold.
+
+The job reads the feature set, the fold table and the targets, fits the model on the other folds,
+and writes the fold's out-of-fold predictions, the test predictions, the fitted model and its
+metrics. Controls are predicted 0 everywhere; by default they are also left out of training.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from moastack import io
+from moastack.data.columns import ID_COL
+from moastack.metrics import mean_log_loss
+from moastack.models.base import FitContext, resolve_device
+from moastack.models.registry import build_model
+from moastack.stacking import MetaInputs, add_meta_features
+from moastack.targets import control_mask, prediction_frame, select_target_columns
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FoldJob:
+    """Everything one job needs, as paths and config values (what a Snakemake rule passes)."""
+
+    model_name: str
+    model_cfg: dict
+    seed: int
+    fold: int
+    features_train: str
+    features_test: str
+    folds: str
+    targets: str
+    train_features: str
+    test_features: str
+    meta: list[MetaInputs] = field(default_factory=list)
+    threads: int = 1
+
+
+@dataclass
+class FoldData:
+    """The fold's matrices after target selection, control masking and stacking."""
+
+    X_train: np.ndarray
+    Y_train: np.ndarray
+    X_valid: np.ndarray
+    Y_valid: np.ndarray
+    X_test: np.ndarray
+    valid_ids: np.ndarray
+    test_ids: np.ndarray
+    valid_is_control: np.ndarray
+    test_is_control: np.ndarray
+    targets: list[str]
+    feature_names: list[str]
+    meta_transform: object = None  # fitted on this fold's training rows; saved with the model
+
+
+def _check_same_ids(what: str, left: np.ndarray, right: np.ndarray) -> None:
+    if len(left) != len(right) or not np.array_equal(left, right):
+        raise ValueError(f"{what}: sig_id order differs from the prepared train_features table")
+
+
+def load_fold_data(job: FoldJob) -> FoldData:
+    """Assemble the fold's training, validation and test matrices."""
+    train = io.read_parquet(job.features_train)
+    test = io.read_parquet(job.features_test)
+    folds = io.read_parquet(job.folds)
+    targets = io.read_parquet(job.targets)
+    cp_train = io.read_parquet(job.train_features, columns=[ID_COL, "cp_type"])
+    cp_test = io.read_parquet(job.test_features, columns=[ID_COL, "cp_type"])
+
+    train_ids = train[ID_COL].to_numpy()
+    for what, frame in (("folds", folds), ("targets", targets), ("train_features", cp_train)):
+        _check_same_ids(what, frame[ID_COL].to_numpy(), train_ids)
+    _check_same_ids("test features", cp_test[ID_COL].to_numpy(), test[ID_COL].to_numpy())
+
+    target_cols = select_target_columns(targets, job.model_cfg.get("targets", "scored"))
+    Y = targets[target_cols].to_numpy(dtype=np.float32)
+    fold = folds["fold"].to_numpy()
+    is_valid = fold == job.fold
+    if not is_valid.any():
+        raise ValueError(f"fold {job.fold} has no rows in {job.folds}")
+    train_ctl = control_mask(cp_train["cp_type"])
+    test_ctl = control_mask(cp_test["cp_type"])
+
+    feature_cols = [c for c in train.columns if c != ID_COL]
+    meta_transform = None
+    X = train[feature_cols].to_numpy(dtype=np.float32)
+    X_test = test[feature_cols].to_numpy(dtype=np.float32)
+    if job.meta:
+        X, X_test, feature_cols, meta_transform = add_meta_features(
+            X, X_test, feature_cols, train_ids, test[ID_COL].to_numpy(), job.meta, ~is_valid,
+            job.model_cfg.get("meta_transform", "quantile"), job.model_cfg.get("meta_only", False),
+            seed=job.seed,
+        )
+
+    keep_train = ~is_valid
+    if job.model_cfg.get("drop_controls", True):
+        keep_train &= ~train_ctl
+    return FoldData(
+        X_train=X[keep_train],
+        Y_train=Y[keep_train],
+        X_valid=X[is_valid],
+        Y_valid=Y[is_valid],
+        X_test=X_test,
+        valid_ids=train_ids[is_valid],
+        test_ids=test[ID_COL].to_numpy(),
+        valid_is_control=train_ctl[is_valid],
+        test_is_control=test_ctl,
+        targets=target_cols,
+        feature_names=feature_cols,
+        meta_transform=meta_transform,
+    )
+
+
+def run_fold_job(job: FoldJob, outputs: dict[str, str]) -> dict:
+    """Fit, predict and write ``outputs`` (keys: oof, test, model, metrics). Returns the metrics."""
+    start = time.perf_counter()
+    data = load_fold_data(job)
+    device = resolve_device(job.model_cfg.get("device", "auto"))
+    context = FitContext(seed=job.seed, device=device, threads=job.threads, logger=log)
+    log.info(
+        "model %s seed %d fold %d: %d train rows, %d valid rows, %d features, %d targets, device %s, %d threads",
+        job.model_name, job.seed, job.fold, len(data.X_train), len(data.X_valid), data.X_train.shape[1],
+        len(data.targets), device, job.threads,
+    )
+    model = build_model(job.model_cfg["arch"], job.model_cfg.get("params", {}))
+    # Early stopping watches treated validation rows only: controls are forced to 0 anyway.
+    es_rows = ~data.valid_is_control
+    model.fit(data.X_train, data.Y_train, data.X_valid[es_rows], data.Y_valid[es_rows], context)
+
+    oof = model.predict(data.X_valid, context)
+    oof[data.valid_is_control] = 0.0
+    test = model.predict(data.X_test, context)
+    test[data.test_is_control] = 0.0
+    seconds = time.perf_counter() - start
+
+    metrics = {
+        "model": job.model_name,
+        "arch": job.model_cfg["arch"],
+        "seed": job.seed,
+        "fold": job.fold,
+        "device": device,
+        "threads": job.threads,
+        "n_train": int(len(data.X_train)),
+        "n_valid": int(len(data.X_valid)),
+        "n_features": int(data.X_train.shape[1]),
+        "n_targets": len(data.targets),
+        "valid_log_loss": mean_log_loss(data.Y_valid, oof),
+        "seconds": seconds,
+        "history": model.history_,
+    }
+    log.info("model %s seed %d fold %d: valid log loss %.5f in %.1f s",
+             job.model_name, job.seed, job.fold, metrics["valid_log_loss"], seconds)
+    io.write_parquet(prediction_frame(data.valid_ids, oof, data.targets), outputs["oof"])
+    io.write_parquet(prediction_frame(data.test_ids, test, data.targets), outputs["test"])
+    model.save(outputs["model"], extras={
+        "feature_names": data.feature_names, "targets": data.targets, "meta_transform": data.meta_transform,
+    })
+    io.write_json(metrics, outputs["metrics"])
+    return metrics
+
+
+def summarise_history(history: list[dict]) -> pd.DataFrame:
+    """Per-epoch learning curve as a table (for reports)."""
+    return pd.DataFrame(history)

@@ -1,0 +1,92 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from moastack.config import (
+    ConfigError,
+    blend_members,
+    check_config,
+    load_config,
+    model_jobs,
+    resources_for,
+    train_slice,
+    validate_schema,
+    wants_gpu,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config():
+    return validate_schema(yaml.safe_load((ROOT / "config.yaml").read_text()))
+
+
+def test_default_config_is_valid_and_defaults_are_filled():
+    config = load_config(ROOT / "config.yaml")
+    assert config["models"]["prior"]["seeds"] == [0]
+    assert config["models"]["simple_nn"]["targets"] == "scored"
+    assert config["models"]["simple_nn"]["device"] == "auto"
+    assert config["features"]["rankgauss_pca"]["fit_on"] == "train+test"
+
+
+def test_schema_rejects_unknown_keys_and_bad_values():
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["models"]["simple_nn"]["epochz"] = 3
+    with pytest.raises(ConfigError, match=r"models.simple_nn: Additional properties .*epochz"):
+        validate_schema(config)
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["folds"]["mlsk5"]["k"] = 1
+    with pytest.raises(ConfigError, match=r"folds.mlsk5.k: 1 is less than the minimum of 2"):
+        validate_schema(config)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["models"]["simple_nn"].update(features="nope"), r"models.simple_nn.features: unknown feature set 'nope'"),
+        (lambda c: c["models"]["simple_nn"].update(folds="nope"), r"models.simple_nn.folds: unknown fold scheme"),
+        (lambda c: c["models"]["simple_nn"].update(meta=["ghost"]), r"models.simple_nn.meta: unknown model 'ghost'"),
+        (lambda c: c["models"]["simple_nn"].update(meta=["prior_drug"]), r"fold scheme 'mlsk5' but prior_drug uses 'drug5'"),
+        (lambda c: c["models"]["simple_nn"].update(meta_only=True), r"meta_only is true"),
+        (lambda c: c["blend"].update(members=["simple_nn_drug"]), r"blend.members: simple_nn_drug uses fold scheme 'drug5'"),
+        (lambda c: c["blend"].update(folds="x"), r"blend.folds: unknown fold scheme 'x'"),
+    ],
+)
+def test_cross_reference_errors_name_the_key(edit, message):
+    config = _config()
+    edit(config)
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+def test_stacking_cycle_is_refused():
+    config = _config()
+    config["models"]["prior"]["meta"] = ["simple_nn"]
+    config["models"]["simple_nn"]["meta"] = ["prior"]
+    with pytest.raises(ConfigError, match="stacking cycle (prior -> simple_nn -> prior|simple_nn -> prior -> simple_nn)"):
+        check_config(config)
+
+
+def test_slices_and_job_lists():
+    config = _config()
+    assert model_jobs(config, "simple_nn") == [(0, f) for f in range(5)]
+    sliced = train_slice(config, "simple_nn")
+    assert "seeds" not in sliced and sliced["params"]["epochs"] == 20
+    edited = copy.deepcopy(config)
+    edited["models"]["simple_nn"]["seeds"] = [0, 1]
+    assert train_slice(edited, "simple_nn") == sliced
+    assert len(model_jobs(edited, "simple_nn")) == 10
+    assert blend_members(config) == ["prior", "simple_nn"]
+
+
+def test_resources_and_gpu_requests():
+    config = _config()
+    assert resources_for(config, "train", "simple_nn")["threads"] == 2
+    assert resources_for(config, "blend")["mem_mb"] == 2000
+    config["models"]["simple_nn"]["resources"] = {"mem_mb": 9000}
+    assert resources_for(config, "train", "simple_nn")["mem_mb"] == 9000
+    assert not wants_gpu(config, "simple_nn")
+    config["models"]["simple_nn"]["device"] = "cuda"
+    assert wants_gpu(config, "simple_nn")
