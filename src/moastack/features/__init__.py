@@ -1,0 +1,31 @@
+"""Feature sets: fitted, named chains of DataFrame transforms (RankGauss, PCA, row stats, ...)."""
+
+from moastack.features.feature_set import FeatureSet, build_feature_set, make_step
+from moastack.features.transformers import (
+    STEP_CLASSES,
+    BlockPCA,
+    FeatureStep,
+    OneHot,
+    RankGauss,
+    RowStats,
+    Standardize,
+    VarianceSelector,
+    block_columns,
+    register,
+)
+
+__all__ = [
+    "STEP_CLASSES",
+    "BlockPCA",
+    "FeatureSet",
+    "FeatureStep",
+    "OneHot",
+    "RankGauss",
+    "RowStats",
+    "Standardize",
+    "VarianceSelector",
+    "block_columns",
+    "build_feature_set",
+    "make_step",
+    "register",
+]
