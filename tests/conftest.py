@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import subprocess
@@ -15,48 +14,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
-TINY_NN = {
-    "hidden": [64],
-    "dropout": [0.1, 0.2],
-    "epochs": 4,
-    "batch_size": 64,
-    "lr": 0.001,
-    "max_lr": 0.01,
-    "label_smoothing": 0.001,
-    "patience": 3,
-}
-
-TINY_CONFIG = {
-    "data": {"source": "synthetic", "synthetic": {"n_train": 360, "n_test": 60, "seed": 7}},
-    "folds": {
-        "ml3": {"method": "multilabel_stratified", "k": 3, "seed": 1},
-        "drug3": {"method": "drug_aware", "k": 3, "seed": 1, "drug_threshold": 18},
-    },
-    "features": {
-        "small": {
-            "fit_on": "train+test",
-            "steps": [
-                {"name": "rankgauss", "blocks": ["genes", "cells"], "n_quantiles": 50},
-                {"name": "pca", "block": "genes", "n_components": 8},
-                {"name": "pca", "block": "cells", "n_components": 4},
-                {"name": "row_stats", "blocks": ["genes", "cells"]},
-                {"name": "onehot"},
-            ],
-        },
-        "other": {"fit_on": "train", "steps": [{"name": "pca", "block": "genes", "n_components": 5}, {"name": "onehot"}]},
-    },
-    "models": {
-        "prior": {"arch": "prior", "features": "other", "folds": "ml3"},
-        "nn": {"arch": "simple_nn", "features": "small", "folds": "ml3", "seeds": [0], "params": TINY_NN},
-        "nn_drug": {"arch": "simple_nn", "features": "small", "folds": "drug3", "seeds": [0], "params": TINY_NN},
-    },
-    "blend": {"folds": "ml3", "methods": ["slsqp"]},
-    "runtime": {"default": {"threads": 1, "mem_mb": 1000, "runtime": 10}},
-}
+SMOKE_CONFIG = ROOT / "configs" / "smoke.yaml"
 
 
 def tiny_config() -> dict:
-    return copy.deepcopy(TINY_CONFIG)
+    """A fresh copy of configs/smoke.yaml (edit it freely)."""
+    return yaml.safe_load(SMOKE_CONFIG.read_text())
 
 
 def write_config(workdir: Path, config: dict) -> Path:

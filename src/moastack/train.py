@@ -160,7 +160,9 @@ def run_fold_job(job: FoldJob, outputs: dict[str, str]) -> dict:
              job.model_name, job.seed, job.fold, metrics["valid_log_loss"], seconds)
     io.write_parquet(prediction_frame(data.valid_ids, oof, data.targets), outputs["oof"])
     io.write_parquet(prediction_frame(data.test_ids, test, data.targets), outputs["test"])
+    # Enough to predict new samples later without the config: see moastack.predict.
     model.save(outputs["model"], extras={
+        "model_name": job.model_name, "model_cfg": job.model_cfg, "seed": job.seed, "fold": job.fold,
         "feature_names": data.feature_names, "targets": data.targets, "meta_transform": data.meta_transform,
     })
     io.write_json(metrics, outputs["metrics"])
