@@ -1,0 +1,41 @@
+"""Architecture names → model classes, and loading of saved models.
+
+The config's ``arch`` key picks a class here; :func:`load_model` reads what
+:meth:`TabularModel.save` wrote (arch, params, state) and rebuilds the fitted model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from moastack.models.base import TabularModel
+from moastack.models.prior import PriorModel
+from moastack.models.simple_nn import SimpleNN
+
+ARCHS: dict[str, type[TabularModel]] = {"prior": PriorModel, "simple_nn": SimpleNN}
+
+
+def model_class(arch: str) -> type[TabularModel]:
+    """The class registered for ``arch``; a ValueError names the known ones (likely a config typo)."""
+    try:
+        return ARCHS[arch]
+    except KeyError:
+        raise ValueError(f"unknown arch {arch!r}; known: {sorted(ARCHS)}") from None
+
+
+def build_model(arch: str, params: dict[str, Any] | None = None) -> TabularModel:
+    """An unfitted model of ``arch`` with the config's ``params``."""
+    return model_class(arch)(**dict(params or {}))
+
+
+def load_model(path: str | Path) -> TabularModel:
+    """The fitted model saved at ``path`` by :meth:`TabularModel.save`, on the CPU.
+
+    ``weights_only=False`` because the file holds numpy arrays and plain dicts besides tensors; it is
+    safe only because we read our own pipeline's files.
+    """
+    import torch
+
+    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+    return model_class(payload["arch"]).from_state(payload["state"], payload["params"])
