@@ -60,7 +60,9 @@ def search_slsqp(objective: BlendObjective, n_members: int) -> np.ndarray:
     )
     if not result.success:
         log.warning("SLSQP did not converge: %s", result.message)
-    return normalise(result.x)
+    w = result.x.copy()
+    w[w < 1e-9] = 0.0  # round-off from the bound, not a real contribution
+    return normalise(w)
 
 
 def search_optuna_tpe(objective: BlendObjective, n_members: int, n_trials: int, seed: int) -> np.ndarray:
@@ -177,8 +179,8 @@ def run_blend(members: dict[str, dict[str, str]], targets_path: str, cfg: dict, 
                  {m: round(v, 4) for m, v in results[method]["weights"].items()})
     applied = methods[0]
     w = np.array([results[applied]["weights"][m] for m in names])
-    blend_oof = apply_weights(w, member_oof)
-    blend_test = apply_weights(w, member_test)
+    blend_oof = apply_weights(w, member_oof).astype(np.float32)
+    blend_test = apply_weights(w, member_test).astype(np.float32)
     weights = {"fold_scheme": scheme, "applied": applied, "members": names, "methods": results}
     score = score_record(
         y, blend_oof, target_cols,

@@ -52,11 +52,12 @@ def collect_model(
         parts = [io.read_parquet(oof_paths[(seed, f)]) for f in folds]
         seed_oofs.append(assemble_seed_oof(parts, train_ids, f"{model_name} seed {seed}"))
     target_cols = list(seed_oofs[0].columns)
-    oof = mean_frames(seed_oofs)
+    # Score exactly what is written (float32), so the blend and the report see the same numbers.
+    oof = mean_frames(seed_oofs).astype(np.float32)
 
     tests = [io.read_parquet(p) for p in test_paths.values()]
     test_ids = tests[0][ID_COL].to_numpy()
-    test = mean_frames([t.drop(columns=[ID_COL]) for t in tests])
+    test = mean_frames([t.drop(columns=[ID_COL]) for t in tests]).astype(np.float32)
 
     y = targets_table[target_cols].to_numpy(dtype=np.float64)
     jobs = [io.read_json(metrics_paths[k]) for k in sorted(metrics_paths)]
