@@ -90,3 +90,29 @@ def test_resources_and_gpu_requests():
     assert not wants_gpu(config, "simple_nn")
     config["models"]["simple_nn"]["device"] = "cuda"
     assert wants_gpu(config, "simple_nn")
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["models"]["simple_nn"].update(init_from="ghost"), r"init_from: unknown model 'ghost'"),
+        (lambda c: c["models"]["simple_nn"].update(init_from="simple_nn"), r"cannot start from its own weights"),
+        (lambda c: c["models"]["simple_nn"].update(init_from="simple_nn_drug"), r"fold scheme 'drug5'.*same folds"),
+        (lambda c: c["models"]["simple_nn"].update(init_from="prior"), r"prior is a prior, simple_nn a simple_nn"),
+    ],
+)
+def test_transfer_source_must_match(edit, message):
+    config = _config()
+    edit(config)
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+def test_transfer_source_needs_every_seed():
+    config = _config()
+    config["models"]["phase1"] = copy.deepcopy(config["models"]["simple_nn"])
+    config["models"]["simple_nn"].update(init_from="phase1", seeds=[0, 3])
+    with pytest.raises(ConfigError, match=r"phase1 has no seeds \[3\]"):
+        check_config(config)
+    config["models"]["phase1"]["seeds"] = [0, 1, 2, 3]
+    check_config(config)

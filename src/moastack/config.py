@@ -70,7 +70,7 @@ def _stacking_order(models: dict) -> list[str]:
             cycle = path[path.index(name):] + [name]
             raise ConfigError(f"models: stacking cycle {' -> '.join(cycle)}; a model cannot use its own predictions")
         state[name] = "active"
-        for upstream in models[name].get("meta", []):
+        for upstream in upstream_models(models[name]):
             visit(upstream, path + [name])
         state[name] = "done"
         order.append(name)
@@ -78,6 +78,11 @@ def _stacking_order(models: dict) -> list[str]:
     for name in models:
         visit(name, [])
     return order
+
+
+def upstream_models(model: dict) -> list[str]:
+    """Models whose outputs a model's train jobs read: its meta inputs and its transfer source."""
+    return [*model.get("meta", []), *([model["init_from"]] if "init_from" in model else [])]
 
 
 def check_config(config: dict) -> None:
@@ -99,6 +104,8 @@ def check_config(config: dict) -> None:
                     f"{models[upstream]['folds']!r}; stacking needs one scheme, otherwise {upstream}'s OOF "
                     f"predictions of a row were fitted on rows that share {name}'s validation fold (leakage)"
                 )
+        if "init_from" in m:
+            _check_init_from(models, name, m)
         if m.get("meta_only") and not m.get("meta"):
             raise ConfigError(f"models.{name}.meta_only is true but models.{name}.meta lists no model")
     _stacking_order(models)
@@ -117,6 +124,26 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"blend.members: {member} predicts non-scored targets; only scored models can be blended")
     if not blend_members(config):
         raise ConfigError(f"blend: no model predicts scored targets on fold scheme {blend['folds']!r}")
+
+
+def _check_init_from(models: dict, name: str, m: dict) -> None:
+    """A transfer model starts from its source's job of the same seed × fold: both must exist."""
+    source = m["init_from"]
+    if source not in models:
+        raise ConfigError(f"models.{name}.init_from: unknown model {source!r}")
+    if source == name:
+        raise ConfigError(f"models.{name}.init_from: a model cannot start from its own weights")
+    src = models[source]
+    if src["folds"] != m["folds"]:
+        raise ConfigError(
+            f"models.{name}.init_from: {source} uses fold scheme {src['folds']!r}, {name} uses {m['folds']!r}; "
+            f"transfer needs the same folds, or {name}'s validation rows were seen by {source}'s weights"
+        )
+    missing = sorted(set(m["seeds"]) - set(src["seeds"]))
+    if missing:
+        raise ConfigError(f"models.{name}.init_from: {source} has no seeds {missing}; add them to models.{source}.seeds")
+    if src["arch"] != m["arch"]:
+        raise ConfigError(f"models.{name}.init_from: {source} is a {src['arch']}, {name} a {m['arch']}; weights do not fit")
 
 
 def blend_members(config: dict) -> list[str]:
