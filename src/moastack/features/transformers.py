@@ -31,8 +31,10 @@ from sklearn.utils.validation import check_is_fitted, check_random_state
 from moastack.data.columns import CP_DOSES, CP_TIMES, ID_COL, META_COLS
 
 #: block name -> short tag used in the names of columns a step derives from that block
-BLOCK_TAGS = {"genes": "g", "cells": "c", "all": "all"}
-_BLOCK_PREFIX = {"genes": "g-", "cells": "c-"}
+BLOCK_TAGS = {"genes": "g", "cells": "c", "all": "all", "pca": "pca", "umap": "umap", "fa": "fa"}
+#: blocks that are a column-name prefix: the raw g-/c- columns, and columns earlier steps generated
+#: (``pca`` = every ``pca_*`` column, genes and cells alike), so e.g. k-means can cluster PCA components
+_BLOCK_PREFIX = {"genes": "g-", "cells": "c-", "pca": "pca_", "umap": "umap_", "fa": "fa_"}
 #: columns that are never features: the key and the raw experiment metadata
 NON_FEATURE_COLS = (ID_COL, *META_COLS)
 
@@ -65,7 +67,8 @@ def as_blocks(blocks: str | Iterable[str]) -> list[str]:
 def block_columns(df: pd.DataFrame, block: str) -> list[str]:
     """Columns of ``block`` in the frame as it is now (so later steps see earlier steps' outputs).
 
-    ``genes``/``cells`` are the raw ``g-``/``c-`` columns; ``all`` is every float column except
+    ``genes``/``cells`` are the raw ``g-``/``c-`` columns; ``pca``/``umap``/``fa`` the columns earlier
+    steps generated with that prefix (``pca_g_0``, ``umap_c_3``...); ``all`` is every float column except
     ``sig_id`` and ``cp_*`` (so one-hot columns are never rescaled or dropped by an ``all`` step).
     """
     as_blocks(block)
@@ -352,3 +355,184 @@ class VarianceSelector(FeatureStep):
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self, "selector_")
         return X.drop(columns=self.dropped_)
+
+
+def _seed(random_state: int | None) -> int | None:
+    """A plain int seed for libraries that want one (umap-learn), drawn once from ``random_state``."""
+    if random_state is None or isinstance(random_state, (int, np.integer)):
+        return None if random_state is None else int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def _row_keys(values: np.ndarray) -> list[bytes]:
+    """A 16-byte digest of each row's float32 values: identifies rows seen at fit time."""
+    import hashlib
+
+    rows = np.ascontiguousarray(values, dtype=np.float32)
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows]
+
+
+@register("umap")
+class UMAPStep(FeatureStep):
+    """Append a UMAP embedding of one block as ``umap_g_0..`` / ``umap_c_0..`` (umap-learn).
+
+    The winners fitted UMAP on train + test (``fit_on: train+test``) and used the fitted embedding.
+    Here too: ``transform`` gives every row that was in the fit (recognised by a hash of its
+    values) its fitted embedding, so the feature set's separate ``transform(train)`` and
+    ``transform(test)`` return exactly the embedding of the fit, at no cost. Only rows never seen
+    (new samples at inference, or test rows with ``fit_on: train``) go through ``UMAP.transform``,
+    which is deterministic for a given batch but slow (about a minute per 4k gene rows on 2 cores)
+    and depends slightly on the batch, like any UMAP out-of-sample embedding.
+    ``n_jobs=1`` with a fixed seed makes the fit reproducible. The fitted step keeps umap-learn's
+    copy of the training matrix (needed by ``UMAP.transform``): about 85 MB for 27k × 772 genes.
+    On 27k × 772 gene rows the fit takes one to two minutes on 2 cores; fewer rows or epochs
+    (``n_epochs``) keep demo runs short.
+    """
+
+    def __init__(
+        self,
+        block: str = "genes",
+        n_components: int = 5,
+        n_neighbors: int = 15,
+        min_dist: float = 0.1,
+        n_epochs: int | None = None,
+        low_memory: bool = True,
+        random_state: int | None = 0,
+    ) -> None:
+        self.block = block
+        self.n_components = n_components
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.n_epochs = n_epochs
+        self.low_memory = low_memory
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, y: None = None) -> UMAPStep:
+        import warnings
+
+        from umap import UMAP  # heavy import (numba): only when a feature set uses UMAP
+
+        self.columns_ = select_columns(X, self.block)
+        values = _values(X, self.columns_)
+        n_neighbors = min(int(self.n_neighbors), len(values) - 1)
+        self.umap_ = UMAP(
+            n_components=self.n_components,
+            n_neighbors=n_neighbors,
+            min_dist=self.min_dist,
+            n_epochs=self.n_epochs,
+            low_memory=self.low_memory,
+            random_state=_seed(self.random_state),
+            n_jobs=1,
+            transform_seed=42 if self.random_state is None else _seed(self.random_state),
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*n_jobs.*")
+            self.umap_.fit(values)
+        self.row_index_ = {key: i for i, key in enumerate(_row_keys(values))}
+        self.names_out_ = [f"umap_{BLOCK_TAGS[self.block]}_{i}" for i in range(self.n_components)]
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        import warnings
+
+        check_is_fitted(self, "umap_")
+        values = _values(X, self.columns_)
+        idx = np.array([self.row_index_.get(key, -1) for key in _row_keys(values)], dtype=np.int64)
+        seen = idx >= 0
+        embedding = np.empty((len(values), self.n_components), dtype=np.float32)
+        embedding[seen] = self.umap_.embedding_[idx[seen]]
+        if not seen.all():
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*n_jobs.*")
+                embedding[~seen] = self.umap_.transform(values[~seen])
+        return add_columns(X, self.names_out_, embedding)
+
+
+@register("factor_analysis")
+class FactorAnalysisStep(FeatureStep):
+    """Append the factor scores of one block as ``fa_g_0..`` / ``fa_c_0..`` (sklearn FactorAnalysis).
+
+    Fitted and applied in float64, then rounded to float32 (as ``BlockPCA``), so the same row gives
+    the same output whatever the batch.
+    """
+
+    def __init__(
+        self,
+        block: str = "genes",
+        n_components: int = 50,
+        max_iter: int = 1000,
+        tol: float = 1e-2,
+        random_state: int | None = 0,
+    ) -> None:
+        self.block = block
+        self.n_components = n_components
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, y: None = None) -> FactorAnalysisStep:
+        from sklearn.decomposition import FactorAnalysis
+
+        self.columns_ = select_columns(X, self.block)
+        self.fa_ = FactorAnalysis(
+            n_components=self.n_components,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_state=check_random_state(self.random_state),
+        ).fit(_values(X, self.columns_).astype(np.float64))
+        self.names_out_ = [f"fa_{BLOCK_TAGS[self.block]}_{i}" for i in range(self.fa_.components_.shape[0])]
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "fa_")
+        return add_columns(X, self.names_out_, self.fa_.transform(_values(X, self.columns_).astype(np.float64)))
+
+
+KMEANS_OUTPUTS = ("onehot", "distance")
+
+
+@register("kmeans")
+class KMeansStep(FeatureStep):
+    """Append k-means cluster features of one block: ``km_g_0..`` (genes), ``km_pca_0..`` (PCA columns).
+
+    ``output="onehot"`` gives one 0/1 column per cluster (the winners' ``pd.get_dummies`` of the
+    cluster label; all ``n_clusters`` columns always, even for a cluster no row falls in);
+    ``output="distance"`` the distance to each centre. Note the one-hot columns are float features:
+    an ``all``-block step after this one (standardize, variance_threshold at 0.5) acts on them too.
+    """
+
+    def __init__(
+        self,
+        block: str = "genes",
+        n_clusters: int = 22,
+        output: str = "onehot",
+        n_init: int = 10,
+        random_state: int | None = 0,
+    ) -> None:
+        self.block = block
+        self.n_clusters = n_clusters
+        self.output = output
+        self.n_init = n_init
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, y: None = None) -> KMeansStep:
+        from sklearn.cluster import KMeans
+
+        if self.output not in KMEANS_OUTPUTS:
+            raise ValueError(f"kmeans: output must be one of {KMEANS_OUTPUTS}, got {self.output!r}")
+        self.columns_ = select_columns(X, self.block)
+        self.kmeans_ = KMeans(
+            n_clusters=self.n_clusters, n_init=self.n_init, random_state=check_random_state(self.random_state)
+        ).fit(_values(X, self.columns_).astype(np.float64))
+        self.names_out_ = [f"km_{BLOCK_TAGS[self.block]}_{i}" for i in range(self.n_clusters)]
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "kmeans_")
+        values = _values(X, self.columns_).astype(np.float64)
+        if self.output == "distance":
+            out = self.kmeans_.transform(values)
+        else:
+            labels = self.kmeans_.predict(values)
+            out = labels[:, None] == np.arange(self.n_clusters)[None, :]
+        return add_columns(X, self.names_out_, out)

@@ -11,9 +11,16 @@ from typing import Any
 
 from moastack.models.base import TabularModel
 from moastack.models.prior import PriorModel
+from moastack.models.resnet import ResNet2H
 from moastack.models.simple_nn import SimpleNN
+from moastack.models.tabnet import TabNetModel  # imports pytorch-tabnet only when a TabNet is fitted or loaded
 
-ARCHS: dict[str, type[TabularModel]] = {"prior": PriorModel, "simple_nn": SimpleNN}
+ARCHS: dict[str, type[TabularModel]] = {
+    "prior": PriorModel,
+    "simple_nn": SimpleNN,
+    "tabnet": TabNetModel,
+    "resnet2h": ResNet2H,
+}
 
 
 def model_class(arch: str) -> type[TabularModel]:

@@ -1,0 +1,382 @@
+"""The winners' 2-heads ResNet (``arch: resnet2h``), with transfer from a phase-1 model.
+
+Two input blocks, chosen from the column NAMES the train job passes (``model.feature_names_in_``):
+
+* block A: columns matching ``head_a_patterns`` (shell globs; default ``pca_*`` and ``*_mean``: the
+  PCA components and row means of genes and cells);
+* block B: every other column (the job has already t-test-selected the g-/c- columns with the
+  ``ttest_select`` fold step, see ``features/fold_steps.py``).
+
+Layout (the public Keras "2heads-ResNet" the winners started from)::
+
+    A ─ head_a: BN → Dropout .2 → Dense 512 ELU → BN → Dense 256 ELU ─────────────┐ h_a
+    B ┐                                                                            │
+      └ concat(B, h_a) ─ head_b: [BN → Dropout .3 → Dense] 512 ReLU, 512 ELU,      │  skip
+                                  256 ReLU, 256 ELU ─ h_b ─ average(h_a, h_b) ◄────┘
+        ─ tail: BN → Dense 256 SELU ─ output: BN → Dense n_targets (logits)
+
+h_a enters head B (a skip connection into the residual block) and is averaged with its output.
+Without feature names, or with no column matching block A, the model is a plain head B → tail.
+
+Training (REFERENCE.md): Adam lr 1e-3, batch 128, ReduceLROnPlateau(0.5, patience 4), early stopping
+patience 10 (min delta 1e-5), label smoothing 5e-4, on the non-scored targets (phase 1).
+
+Transfer (phase 2): the job sets ``model.init_state_`` to a phase-1 model's :meth:`state` (see
+:meth:`ResNet2H.load_init_state`) before ``fit``. The module is then built with the phase-1 input
+layout, every weight but the output layer is copied, and training runs in two steps: 2a with only
+``transfer_trainable`` (default tail + output) trainable, the frozen layers' BatchNorms in inference
+mode, lr / ``phase2a_lr_div`` and min delta ``transfer_min_delta``; 2b with everything unfrozen,
+lr / ``phase2b_lr_div``. Both stop early on the validation loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from moastack.models.base import FitContext
+from moastack.models.simple_nn import FastDropout
+from moastack.models.trainer import (
+    TorchTabularModel,
+    TrainConfig,
+    fit_module,
+    init_output_bias,
+    seed_everything,
+    set_threads,
+)
+
+ACTS = {"relu": nn.ReLU, "elu": nn.ELU, "selu": nn.SELU, "leaky_relu": nn.LeakyReLU}
+#: the module's parts, in forward order; ``transfer_trainable`` names some of them
+PARTS = ("head_a", "head_b", "tail", "output")
+#: params that fix the module's shapes: phase 1 and phase 2 must agree on them
+SHAPE_PARAMS = ("head_a_hidden", "head_b_hidden", "tail_hidden")
+
+
+def _as_list(value: Any, n: int, name: str) -> list:
+    """One value per layer: a scalar for all, or a list repeated cyclically (``[relu, elu]`` alternates)."""
+    if isinstance(value, (str, int, float)):
+        return [value] * n
+    values = list(value)
+    if not values:
+        raise ValueError(f"resnet2h: {name} is an empty list")
+    return [values[i % len(values)] for i in range(n)]
+
+
+def dense_block(
+    n_in: int, hidden: Sequence[int], dropout: float | Sequence[float], activation: str | Sequence[str]
+) -> tuple[nn.Sequential, int]:
+    """[BatchNorm → Dropout → Linear → activation] per hidden width; returns (block, output width)."""
+    hidden = [int(h) for h in hidden]
+    drops = [float(d) for d in _as_list(dropout, len(hidden), "dropout")]
+    acts = [str(a) for a in _as_list(activation, len(hidden), "activation")]
+    layers: list[nn.Module] = []
+    width = int(n_in)
+    for h, d, a in zip(hidden, drops, acts):
+        if a not in ACTS:
+            raise ValueError(f"resnet2h: activation must be one of {sorted(ACTS)}, got {a!r}")
+        layers.append(nn.BatchNorm1d(width))
+        if d > 0:
+            layers.append(FastDropout(d))
+        layers.append(nn.Linear(width, h))
+        layers.append(ACTS[a]())
+        width = h
+    return nn.Sequential(*layers), width
+
+
+class TwoHeadResNetModule(nn.Module):
+    """The network on the job's full feature matrix: it picks its two blocks by column index."""
+
+    def __init__(
+        self,
+        a_idx: Sequence[int],
+        b_idx: Sequence[int],
+        n_out: int,
+        head_a_hidden: Sequence[int] = (512, 256),
+        head_a_dropout: float | Sequence[float] = (0.2, 0.0),
+        head_a_activation: str | Sequence[str] = "elu",
+        head_b_hidden: Sequence[int] = (512, 512, 256, 256),
+        head_b_dropout: float | Sequence[float] = 0.3,
+        head_b_activation: str | Sequence[str] = ("relu", "elu"),
+        tail_hidden: Sequence[int] = (256,),
+        tail_activation: str | Sequence[str] = "selu",
+        output_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("a_idx", torch.as_tensor(list(a_idx), dtype=torch.long))
+        self.register_buffer("b_idx", torch.as_tensor(list(b_idx), dtype=torch.long))
+        n_a, n_b = len(a_idx), len(b_idx)
+        if n_a + n_b == 0:
+            raise ValueError("resnet2h: no input columns")
+        if n_a:
+            self.head_a, width_a = dense_block(n_a, head_a_hidden, head_a_dropout, head_a_activation)
+        else:
+            self.head_a, width_a = None, 0
+        self.head_b, width_b = dense_block(n_b + width_a, head_b_hidden, head_b_dropout, head_b_activation)
+        if n_a and width_a != width_b:
+            raise ValueError(
+                f"resnet2h: head A ends at width {width_a} and head B at {width_b}; they are averaged, "
+                "so the last entries of head_a_hidden and head_b_hidden must be equal"
+            )
+        self.tail, width = dense_block(width_b, tail_hidden, 0.0, tail_activation)
+        out: list[nn.Module] = [nn.BatchNorm1d(width)]
+        if output_dropout > 0:
+            out.append(FastDropout(output_dropout))
+        out.append(nn.Linear(width, int(n_out)))
+        self.output = nn.Sequential(*out)  # registered last: its Linear is the module's last one
+        #: parts whose weights are frozen: kept in inference mode (BatchNorm statistics fixed)
+        self.frozen_parts: tuple[str, ...] = ()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xb = x.index_select(1, self.b_idx)
+        if self.head_a is None:
+            h = self.head_b(xb)
+        else:
+            ha = self.head_a(x.index_select(1, self.a_idx))
+            hb = self.head_b(torch.cat([xb, ha], dim=1))
+            h = (ha + hb) * 0.5
+        return self.output(self.tail(h))
+
+    def parts(self) -> dict[str, nn.Module]:
+        return {name: getattr(self, name) for name in PARTS if getattr(self, name) is not None}
+
+    def freeze(self, trainable: Sequence[str]) -> None:
+        """Freeze every part not in ``trainable`` (weights and BatchNorm statistics)."""
+        self.frozen_parts = tuple(name for name in self.parts() if name not in trainable)
+        for name, part in self.parts().items():
+            part.requires_grad_(name not in self.frozen_parts)
+        self.train(self.training)
+
+    def unfreeze(self) -> None:
+        self.frozen_parts = ()
+        self.requires_grad_(True)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> TwoHeadResNetModule:
+        super().train(mode)
+        for name in self.frozen_parts:  # a frozen layer behaves as at inference, like Keras' trainable=False
+            for m in getattr(self, name).modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+
+def split_blocks(names: Sequence[str] | None, n_in: int, patterns: Sequence[str]) -> tuple[list[int], list[int]]:
+    """Column indices of block A (names matching a glob in ``patterns``) and block B (the rest)."""
+    if names is None:
+        return [], list(range(n_in))
+    names = [str(n) for n in names]
+    if len(names) != n_in:
+        raise ValueError(f"resnet2h: feature_names_in_ has {len(names)} names but X has {n_in} columns")
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    is_a = [any(fnmatch.fnmatchcase(n, p) for p in patterns) for n in names]
+    return [i for i, a in enumerate(is_a) if a], [i for i, a in enumerate(is_a) if not a]
+
+
+class ResNet2H(TorchTabularModel):
+    """The 2-heads ResNet; set ``feature_names_in_`` (and ``init_state_`` for transfer) before ``fit``."""
+
+    arch = "resnet2h"
+    module_defaults = {
+        "head_a_patterns": ["pca_*", "*_mean"],
+        "head_a_hidden": [512, 256],
+        "head_a_dropout": [0.2, 0.0],
+        "head_a_activation": "elu",
+        "head_b_hidden": [512, 512, 256, 256],
+        "head_b_dropout": 0.3,
+        "head_b_activation": ["relu", "elu"],  # alternating, as the Keras original
+        "tail_hidden": [256],
+        "tail_activation": "selu",
+        "output_dropout": 0.0,
+        # transfer (used only when init_state_ is set)
+        "transfer_trainable": ["tail", "output"],  # parts trained in phase 2a; the rest stays frozen
+        "phase2a_lr_div": 3.0,
+        "phase2b_lr_div": 5.0,
+        "phase2a_epochs": None,  # None: the ``epochs`` param
+        "phase2b_epochs": None,  # None: ``epochs``; 0 skips phase 2b
+        "transfer_min_delta": 1e-6,
+    }
+    train_defaults = {
+        "epochs": 50,
+        "batch_size": 128,
+        "lr": 1e-3,
+        "weight_decay": 0.0,  # the original is Keras' plain Adam
+        "scheduler": "plateau",
+        "plateau_factor": 0.5,
+        "plateau_patience": 4,
+        "patience": 10,
+        "min_delta": 1e-5,
+        "label_smoothing": 5e-4,
+    }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        trainable = self.param("transfer_trainable")
+        trainable = [trainable] if isinstance(trainable, str) else list(trainable)
+        if "output" not in trainable or any(t not in PARTS for t in trainable):
+            raise ValueError(
+                f"resnet2h: transfer_trainable must include 'output' and name parts of {PARTS}, got {trainable}"
+            )
+        #: column names of X, set by the train job before fit (None: every column goes to head B)
+        self.feature_names_in_: list[str] | None = None
+        #: a phase-1 model's state() for transfer, set by the train job before fit (None: phase 1)
+        self.init_state_: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------- module
+
+    def module_kwargs(self) -> dict[str, Any]:
+        keys = (
+            "head_a_hidden",
+            "head_a_dropout",
+            "head_a_activation",
+            "head_b_hidden",
+            "head_b_dropout",
+            "head_b_activation",
+            "tail_hidden",
+            "tail_activation",
+            "output_dropout",
+        )
+        return {k: self.param(k) for k in keys}
+
+    def build_module(self, n_in: int, n_out: int) -> nn.Module:
+        a_idx = getattr(self, "a_idx_", None)
+        b_idx = getattr(self, "b_idx_", None)
+        if a_idx is None or b_idx is None:
+            a_idx, b_idx = split_blocks(None, n_in, self.param("head_a_patterns"))
+        return TwoHeadResNetModule(a_idx, b_idx, n_out, **self.module_kwargs())
+
+    # ----------------------------------------------------------------- training
+
+    def fit(self, X, Y, X_valid, Y_valid, context: FitContext) -> ResNet2H:
+        seed_everything(context.seed)
+        set_threads(context.threads)
+        self.n_in_, self.n_out_ = int(X.shape[1]), int(Y.shape[1])
+        names = self.feature_names_in_
+        self.a_idx_, self.b_idx_ = split_blocks(names, self.n_in_, self.param("head_a_patterns"))
+        self.feature_names_ = None if names is None else [str(n) for n in names]
+        cfg = self.train_config()
+        init = self.init_state_
+        self.module_ = self.build_module(self.n_in_, self.n_out_)
+        if init is None:
+            if cfg.init_output_bias:
+                init_output_bias(self.module_, Y)
+            self.history_ = _tag(fit_module(self.module_, X, Y, X_valid, Y_valid, cfg, context), "1")
+            self.transferred_ = False
+            return self
+
+        self._load_phase1(init)
+        if cfg.init_output_bias:
+            init_output_bias(self.module_, Y)
+        e2a = self.param("phase2a_epochs")
+        e2b = self.param("phase2b_epochs")
+        min_delta = float(self.param("transfer_min_delta"))
+        cfg_a = _scaled(cfg, float(self.param("phase2a_lr_div")), min_delta, e2a)
+        self.module_.freeze(self._trainable())
+        history = _tag(fit_module(self.module_, X, Y, X_valid, Y_valid, cfg_a, context), "2a")
+        self.module_.unfreeze()
+        if e2b is None or int(e2b) > 0:
+            cfg_b = _scaled(cfg, float(self.param("phase2b_lr_div")), min_delta, e2b)
+            history += _tag(fit_module(self.module_, X, Y, X_valid, Y_valid, cfg_b, context), "2b", start=len(history))
+        self.history_ = history
+        self.transferred_ = True
+        self.init_state_ = None  # the phase-1 weights now live in module_; don't keep a second copy
+        return self
+
+    def _trainable(self) -> list[str]:
+        t = self.param("transfer_trainable")
+        return [t] if isinstance(t, str) else list(t)
+
+    def _load_phase1(self, init: dict[str, Any]) -> None:
+        """Copy every phase-1 weight but the output layer into the freshly built module."""
+        if not isinstance(init, dict) or "module" not in init:
+            raise ValueError("resnet2h: init_state_ must be a ResNet2H.state() dict (see load_init_state)")
+        if int(init["n_in"]) != self.n_in_:
+            raise ValueError(
+                f"resnet2h transfer: phase 1 was trained on {init['n_in']} input columns, phase 2 gets "
+                f"{self.n_in_}; both phases must use the same features (feature set and fold steps)"
+            )
+        old_names, new_names = init.get("feature_names"), self.feature_names_
+        if old_names is not None and new_names is not None and list(old_names) != list(new_names):
+            diff = [(i, a, b) for i, (a, b) in enumerate(zip(old_names, new_names)) if a != b][:3]
+            raise ValueError(f"resnet2h transfer: phase-1 and phase-2 feature names differ, e.g. {diff}")
+        if list(init.get("a_idx", [])) != list(self.a_idx_) or list(init.get("b_idx", [])) != list(self.b_idx_):
+            raise ValueError(
+                f"resnet2h transfer: the input blocks differ (phase 1: {len(init.get('a_idx', []))} A / "
+                f"{len(init.get('b_idx', []))} B columns; phase 2: {len(self.a_idx_)} A / {len(self.b_idx_)} B)"
+            )
+        old_shape = init.get("module_params", {})
+        for key in SHAPE_PARAMS:
+            if key in old_shape and list(old_shape[key]) != list(self.param(key)):
+                raise ValueError(
+                    f"resnet2h transfer: {key} is {old_shape[key]} in phase 1 but "
+                    f"{self.param(key)} in phase 2; the architectures must match"
+                )
+        own = self.module_.state_dict()
+        copied = {k: v for k, v in init["module"].items() if not k.startswith("output.")}
+        missing = sorted(set(own) - set(copied) - {k for k in own if k.startswith("output.")})
+        mismatch = [k for k, v in copied.items() if k not in own or tuple(own[k].shape) != tuple(v.shape)]
+        if missing or mismatch:
+            raise ValueError(
+                f"resnet2h transfer: phase-1 weights don't fit this architecture "
+                f"(missing {missing[:3]}, mismatched {mismatch[:3]})"
+            )
+        own.update({k: v.to(own[k].device, own[k].dtype) for k, v in copied.items()})
+        self.module_.load_state_dict(own)
+
+    # ----------------------------------------------------------------- persistence
+
+    def state(self) -> dict[str, Any]:
+        state = super().state()
+        state.update(
+            {
+                "a_idx": list(self.a_idx_),
+                "b_idx": list(self.b_idx_),
+                "feature_names": self.feature_names_,
+                "module_params": {k: self.param(k) for k in SHAPE_PARAMS},
+                "transferred": bool(getattr(self, "transferred_", False)),
+            }
+        )
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], params: dict[str, Any]) -> ResNet2H:
+        model = cls(**params)
+        model.n_in_, model.n_out_ = int(state["n_in"]), int(state["n_out"])
+        model.a_idx_, model.b_idx_ = list(state["a_idx"]), list(state["b_idx"])
+        model.feature_names_ = state.get("feature_names")
+        model.feature_names_in_ = model.feature_names_
+        model.transferred_ = bool(state.get("transferred", False))
+        model.module_ = model.build_module(model.n_in_, model.n_out_)
+        model.module_.load_state_dict(state["module"])
+        model.module_.eval()
+        model.history_ = list(state.get("history", []))
+        return model
+
+    @staticmethod
+    def load_init_state(path: str | Path) -> dict[str, Any]:
+        """The state of the phase-1 model saved at ``path`` (a file written by ``TabularModel.save``)."""
+        payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+        if payload.get("arch") != ResNet2H.arch:
+            raise ValueError(f"{path}: a {payload.get('arch')!r} model, not a resnet2h phase-1 model")
+        return payload["state"]
+
+
+def _scaled(cfg: TrainConfig, lr_div: float, min_delta: float, epochs: int | None) -> TrainConfig:
+    """The phase-2 config: lr (and OneCycle's max lr) divided, smaller min delta, own epoch budget."""
+    return dataclasses.replace(
+        cfg,
+        lr=cfg.lr / lr_div,
+        max_lr=cfg.max_lr / lr_div,
+        min_delta=min_delta,
+        epochs=cfg.epochs if epochs is None else int(epochs),
+    )
+
+
+def _tag(history: list[dict[str, Any]], phase: str, start: int = 0) -> list[dict[str, Any]]:
+    """History records with their phase and epochs numbered on from ``start``."""
+    return [{**r, "epoch": start + i + 1, "phase": phase} for i, r in enumerate(history)]

@@ -1,0 +1,295 @@
+"""TabNet and the 2-heads ResNet (with transfer) on tiny planted-signal data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_trainer import ctx, mean_log_loss, planted
+
+from moastack.models.prior import PriorModel
+from moastack.models.registry import ARCHS, build_model, load_model
+from moastack.models.resnet import ResNet2H, TwoHeadResNetModule, split_blocks
+from moastack.models.tabnet import TabNetModel
+
+# --------------------------------------------------------------------------- data
+
+N_A = 6  # pca_* / *_mean columns (head A)
+P = 30
+
+
+def feature_names(p: int = P) -> list[str]:
+    return [f"pca_g_{i}" for i in range(N_A - 2)] + ["g_mean", "c_mean"] + [f"g-{i}" for i in range(p - N_A)]
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, Y = planted(n=1500, p=P, t=6, seed=1)
+    return X[:1000], Y[:1000], X[1000:1250], Y[1000:1250], X[1250:], Y[1250:]
+
+
+@pytest.fixture(scope="module")
+def prior_loss(data):
+    Xtr, Ytr, _, _, Xte, Yte = data
+    return mean_log_loss(Yte, PriorModel().fit(Xtr, Ytr, None, None, ctx()).predict(Xte))
+
+
+# --------------------------------------------------------------------------- TabNet
+
+TABNET_SMALL = {
+    "n_d": 8,
+    "n_a": 8,
+    "n_steps": 2,
+    "lr": 1e-2,
+    "batch_size": 128,
+    "virtual_batch_size": 64,
+    "max_epochs": 40,
+    "patience": 10,
+}
+
+
+@pytest.fixture(scope="module")
+def tabnet(data):
+    Xtr, Ytr, Xva, Yva, _, _ = data
+    return TabNetModel(**TABNET_SMALL).fit(Xtr, Ytr, Xva, Yva, ctx(0))
+
+
+def test_tabnet_beats_the_prior(data, tabnet, prior_loss):
+    *_, Xte, Yte = data
+    probs = tabnet.predict(Xte)
+    assert probs.dtype == np.float32 and probs.shape == Yte.shape and ((probs > 0) & (probs < 1)).all()
+    loss = mean_log_loss(Yte, probs)
+    assert loss < 0.9 * prior_loss, (loss, prior_loss)
+
+
+def test_tabnet_history_and_early_stopping_metric(data, tabnet):
+    _, _, Xva, Yva, _, _ = data
+    h = tabnet.history_
+    assert 1 <= len(h) <= 40 and [r["epoch"] for r in h] == list(range(1, len(h) + 1))
+    assert set(h[0]) == {"epoch", "train_loss", "valid_loss", "lr", "seconds"}
+    assert h[-1]["train_loss"] < h[0]["train_loss"]
+    # valid_loss is the log loss of the sigmoid outputs; the best epoch's weights are restored
+    best = min(r["valid_loss"] for r in h)
+    assert mean_log_loss(Yva, tabnet.predict(Xva)) == pytest.approx(best, rel=1e-4)
+    assert h[tabnet.best_epoch_ - 1]["valid_loss"] == best
+
+
+def test_tabnet_is_deterministic_for_a_seed(data):
+    Xtr, Ytr, Xva, Yva, Xte, _ = data
+    params = {**TABNET_SMALL, "max_epochs": 3}
+    a = TabNetModel(**params).fit(Xtr, Ytr, Xva, Yva, ctx(7)).predict(Xte)
+    b = TabNetModel(**params).fit(Xtr, Ytr, Xva, Yva, ctx(7)).predict(Xte)
+    c = TabNetModel(**params).fit(Xtr, Ytr, Xva, Yva, ctx(8)).predict(Xte)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_tabnet_save_load_round_trip(tmp_path, data, tabnet):
+    *_, Xte, _ = data
+    tabnet.save(tmp_path / "tabnet.pt")
+    payload = torch.load(tmp_path / "tabnet.pt", weights_only=False)
+    assert payload["arch"] == "tabnet" and "network" in payload["state"]  # a plain torch payload, no zip
+    loaded = load_model(tmp_path / "tabnet.pt")
+    assert isinstance(loaded, TabNetModel) and loaded.history_ == tabnet.history_
+    np.testing.assert_array_equal(loaded.predict(Xte), tabnet.predict(Xte))
+    assert loaded.predict(Xte[:0]).shape == (0, tabnet.n_out_)
+
+
+def test_tabnet_small_data_masks_and_params(data):
+    Xtr, Ytr, *_ = data
+    Ym = Ytr[:100].copy()
+    Ym[::7, 2] = np.nan  # missing labels are masked out of the loss
+    m = TabNetModel(**{**TABNET_SMALL, "max_epochs": 2, "scheduler": "none", "target_clip": [0.001, 0.999]})
+    m.fit(Xtr[:100], Ym, None, None, ctx())  # fewer rows than batch_size; no validation
+    assert len(m.history_) == 2 and m.history_[0]["valid_loss"] is None
+    assert np.isfinite(m.history_[-1]["train_loss"])
+    with pytest.raises(ValueError, match="unknown params"):
+        TabNetModel(n_dd=8)
+    with pytest.raises(ValueError, match="scheduler"):
+        TabNetModel(scheduler="onecycle")
+    defaults = TabNetModel.defaults
+    assert defaults["n_d"] == 32 and defaults["mask_type"] == "entmax" and defaults["gamma"] == 0.9
+
+
+# --------------------------------------------------------------------------- 2-heads ResNet
+
+RESNET_SMALL = {
+    "head_a_hidden": [32, 16],
+    "head_b_hidden": [48, 32, 16],
+    "tail_hidden": [16],
+    "epochs": 15,
+    "batch_size": 64,
+    "label_smoothing": 0.0,
+    "patience": None,
+}
+
+
+def resnet(**params) -> ResNet2H:
+    model = ResNet2H(**{**RESNET_SMALL, **params})
+    model.feature_names_in_ = feature_names()
+    return model
+
+
+@pytest.fixture(scope="module")
+def phase1(data):
+    """Two phase-1 models on 'non-scored' targets (another planted target set), seeds 0 and 1."""
+    Xtr, _, Xva, _, _, _ = data
+    X, Y1 = planted(n=1500, p=P, t=9, seed=1)  # same rows, 9 other targets
+    models = []
+    for seed in (0, 1):
+        m = resnet(epochs=8)
+        models.append(m.fit(Xtr, Y1[:1000], Xva, Y1[1000:1250], ctx(seed)))
+    return models
+
+
+@pytest.fixture(scope="module")
+def resnet_fitted(data):
+    Xtr, Ytr, Xva, Yva, _, _ = data
+    return resnet().fit(Xtr, Ytr, Xva, Yva, ctx(0))
+
+
+def test_blocks_split_by_name():
+    a, b = split_blocks(feature_names(), P, ["pca_*", "*_mean"])
+    assert a == list(range(N_A)) and b == list(range(N_A, P))
+    assert split_blocks(None, 5, ["pca_*"]) == ([], [0, 1, 2, 3, 4])
+    with pytest.raises(ValueError, match="30 columns"):
+        split_blocks(feature_names()[:-1], P, ["pca_*"])
+
+
+def test_resnet_default_architecture():
+    module = ResNet2H().build_module(10, 7)
+    assert isinstance(module, TwoHeadResNetModule) and module.head_a is None  # no names: all head B
+    model = ResNet2H()
+    model.a_idx_, model.b_idx_ = list(range(60)), list(range(60, 507))
+    module = model.build_module(507, 206)
+    widths = lambda part: [m.out_features for m in part if isinstance(m, torch.nn.Linear)]  # noqa: E731
+    assert widths(module.head_a) == [512, 256]
+    assert widths(module.head_b) == [512, 512, 256, 256]
+    assert module.head_b[0].num_features == 447 + 256  # t-test-selected B columns + head A's output
+    assert widths(module.tail) == [256] and widths(module.output) == [206]
+    cfg = model.train_config()
+    assert (
+        cfg.lr,
+        cfg.batch_size,
+        cfg.scheduler,
+        cfg.plateau_factor,
+        cfg.plateau_patience,
+        cfg.patience,
+        cfg.min_delta,
+        cfg.label_smoothing,
+    ) == (1e-3, 128, "plateau", 0.5, 4, 10, 1e-5, 5e-4)
+    with pytest.raises(ValueError, match="averaged"):
+        TwoHeadResNetModule([0, 1], [2, 3], 2, head_a_hidden=[8, 4], head_b_hidden=[8])
+    with pytest.raises(ValueError, match="transfer_trainable"):
+        ResNet2H(transfer_trainable=["tail"])
+    with pytest.raises(ValueError, match="unknown params"):
+        ResNet2H(head_c_hidden=[3])
+
+
+def test_resnet_beats_the_prior(data, resnet_fitted, prior_loss):
+    *_, Xte, Yte = data
+    assert resnet_fitted.module_.head_a is not None
+    loss = mean_log_loss(Yte, resnet_fitted.predict(Xte))
+    assert loss < 0.85 * prior_loss, (loss, prior_loss)
+    assert [r["phase"] for r in resnet_fitted.history_] == ["1"] * 15
+
+
+def test_resnet_without_names_trains_head_b_only(data):
+    Xtr, Ytr, Xva, Yva, Xte, _ = data
+    m = ResNet2H(**{**RESNET_SMALL, "epochs": 2}).fit(Xtr, Ytr, Xva, Yva, ctx())
+    assert m.module_.head_a is None and m.predict(Xte).shape == (len(Xte), Ytr.shape[1])
+
+
+def test_resnet_save_load_round_trip(tmp_path, data, resnet_fitted):
+    *_, Xte, _ = data
+    resnet_fitted.save(tmp_path / "r.pt")
+    loaded = load_model(tmp_path / "r.pt")
+    assert isinstance(loaded, ResNet2H) and loaded.feature_names_ == feature_names()
+    assert loaded.history_ == resnet_fitted.history_
+    np.testing.assert_array_equal(loaded.predict(Xte), resnet_fitted.predict(Xte))
+
+
+def _phase2(phase1_model, data, seed=0, **params):
+    Xtr, Ytr, Xva, Yva, _, _ = data
+    model = resnet(**params)
+    model.init_state_ = phase1_model.state()
+    return model.fit(Xtr, Ytr, Xva, Yva, ctx(seed))
+
+
+def test_transfer_uses_the_phase1_weights(data, phase1):
+    *_, Xte, _ = data
+    params = {"phase2a_epochs": 2, "phase2b_epochs": 2}
+    a = _phase2(phase1[0], data, **params)
+    a_again = _phase2(phase1[0], data, **params)
+    b = _phase2(phase1[1], data, **params)
+    pa, pb = a.predict(Xte), b.predict(Xte)
+    assert pa.shape == (len(Xte), 6)
+    np.testing.assert_array_equal(pa, a_again.predict(Xte))  # deterministic
+    assert not np.allclose(pa, pb, atol=1e-4)  # only the phase-1 weights differ
+    assert [r["phase"] for r in a.history_] == ["2a", "2a", "2b", "2b"]
+    assert [r["epoch"] for r in a.history_] == [1, 2, 3, 4]
+    h = a.history_
+    assert h[2]["lr"] == pytest.approx(1e-3 / 5) and h[0]["lr"] == pytest.approx(1e-3 / 3)
+    assert a.transferred_ and a.init_state_ is None and a.state()["transferred"]
+
+
+def test_phase2a_trains_only_the_last_layers(data, phase1):
+    p1 = phase1[0].state()["module"]
+    m = _phase2(phase1[0], data, phase2a_epochs=3, phase2b_epochs=0)
+    after = m.state()["module"]
+    for key, value in p1.items():
+        if key.startswith(("head_a.", "head_b.")):  # frozen: weights and BatchNorm statistics unchanged
+            assert torch.equal(after[key], value), key
+        elif key.startswith("tail.") and key.endswith("weight"):
+            assert not torch.equal(after[key], value), key
+    assert after["output.1.weight"].shape == (6, 16) and p1["output.1.weight"].shape == (9, 16)
+    assert len(m.history_) == 3 and all(r["phase"] == "2a" for r in m.history_)
+    # output only: the tail is frozen too
+    m2 = _phase2(phase1[0], data, phase2a_epochs=2, phase2b_epochs=0, transfer_trainable="output")
+    assert all(torch.equal(m2.state()["module"][k], v) for k, v in p1.items() if k.startswith("tail."))
+    # phase 2b unfreezes everything
+    m3 = _phase2(phase1[0], data, phase2a_epochs=1, phase2b_epochs=2)
+    assert not torch.equal(m3.state()["module"]["head_a.2.weight"], p1["head_a.2.weight"])
+    assert all(p.requires_grad for p in m3.module_.parameters()) and m3.module_.frozen_parts == ()
+
+
+def test_transfer_refuses_other_features(data, phase1, tmp_path):
+    Xtr, Ytr, Xva, Yva, _, _ = data
+    other = ResNet2H(**RESNET_SMALL)
+    other.feature_names_in_ = feature_names()[:-1]
+    other.init_state_ = phase1[0].state()
+    with pytest.raises(ValueError, match="same features"):
+        other.fit(Xtr[:, :-1], Ytr, Xva[:, :-1], Yva, ctx())
+    renamed = resnet()
+    renamed.feature_names_in_ = ["pca_x_0", *feature_names()[1:]]
+    renamed.init_state_ = phase1[0].state()
+    with pytest.raises(ValueError, match="input blocks differ|names differ"):
+        renamed.fit(Xtr, Ytr, Xva, Yva, ctx())
+    wider = resnet(tail_hidden=[32])
+    wider.init_state_ = phase1[0].state()
+    with pytest.raises(ValueError, match="tail_hidden"):
+        wider.fit(Xtr, Ytr, Xva, Yva, ctx())
+
+
+def test_load_init_state_from_a_model_file(data, phase1, tmp_path):
+    *_, Xte, _ = data
+    phase1[0].save(tmp_path / "phase1.pt")
+    state = ResNet2H.load_init_state(tmp_path / "phase1.pt")
+    assert state["n_in"] == P and state["feature_names"] == feature_names()
+    m = resnet(phase2a_epochs=1, phase2b_epochs=1)
+    m.init_state_ = state
+    m.fit(*data[:4], ctx())
+    m.save(tmp_path / "phase2.pt")
+    np.testing.assert_array_equal(load_model(tmp_path / "phase2.pt").predict(Xte), m.predict(Xte))
+    PriorModel().fit(*data[:2], None, None, ctx()).save(tmp_path / "prior.pt")
+    with pytest.raises(ValueError, match="not a resnet2h"):
+        ResNet2H.load_init_state(tmp_path / "prior.pt")
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_registry_has_the_new_archs():
+    assert ARCHS["tabnet"] is TabNetModel and ARCHS["resnet2h"] is ResNet2H
+    assert isinstance(build_model("resnet2h", {"epochs": 3}), ResNet2H)
+    assert isinstance(build_model("tabnet", {"max_epochs": 3}), TabNetModel)
