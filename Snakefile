@@ -3,7 +3,7 @@
 # Paths (all under results/, see README "Outputs"):
 #   data/{table}.parquet -> folds/{scheme}.parquet -> features/{set}/{train,test}.parquet
 #   -> models/{model}/seed{s}/fold{k}/{oof,test}.parquet -> models/{model}/{oof,test}.parquet
-#   -> blend/{weights.json,oof,test}.parquet -> submission.csv
+#   -> blend/{weights.json,oof,test}.parquet -> submission.csv, report/index.html
 # Logs mirror the outputs under results/logs/, job times and memory under results/benchmarks/.
 
 from snakemake.utils import min_version
@@ -14,12 +14,16 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/folds.smk"
 include: "rules/features.smk"
 include: "rules/train.smk"
 include: "rules/blend.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -43,6 +43,7 @@ def get_final_outputs():
     return [
         f"{RESULTS}/submission.csv",
         f"{RESULTS}/blend/score.json",
+        f"{RESULTS}/report/index.html",
         *expand(f"{RESULTS}/models/{{model}}/score.json", model=MODELS),
     ]
 
@@ -102,3 +103,12 @@ def model_resource(key):
 
 def train_gpus(wildcards):
     return 1 if wants_gpu(config, wildcards.model) else 0
+
+
+def train_group():
+    """The `group:` of rule train: with `runtime.group_train`, the fold jobs of one model × seed
+    share a group id, so a cluster executor can run them in one allocation (the profile's
+    `group-components` bundles the folds, which are separate components). None: one job each."""
+    if config["runtime"].get("group_train"):
+        return "train_{model}_seed{seed}"
+    return None

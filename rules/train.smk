@@ -17,6 +17,8 @@ rule train:
         mem_mb=model_resource("mem_mb"),
         runtime=model_resource("runtime"),
         gpu=train_gpus,
+    group:
+        train_group()
     conda:
         "../envs/moastack.yaml"
     script:

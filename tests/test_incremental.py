@@ -19,7 +19,8 @@ def _jobs(rule, model=None, seeds=(0,), folds=(0, 1, 2)):
     raise ValueError(rule)
 
 
-DOWNSTREAM = {("blend", ""), ("submission", "")}
+REPORT = {("report", "")}  # reads every model's outputs and the blend's
+DOWNSTREAM = {("blend", ""), ("submission", "")} | REPORT
 
 
 @pytest.fixture()
@@ -47,7 +48,7 @@ def test_editing_one_model_reruns_only_that_model_and_the_blend(workdir):
 
 def test_editing_a_model_outside_the_blend_stops_at_its_collect(workdir):
     planned = _plan_after(workdir, lambda c: c["models"]["nn_drug"]["params"].update(dropout=[0.3, 0.3]))
-    assert planned == _jobs("train", "nn_drug") | _jobs("collect", "nn_drug")
+    assert planned == _jobs("train", "nn_drug") | _jobs("collect", "nn_drug") | REPORT
 
 
 def test_editing_a_feature_set_reruns_it_and_every_model_using_it(workdir):
@@ -65,10 +66,10 @@ def test_adding_a_seed_runs_only_the_new_seed(workdir):
 
 def test_editing_a_fold_scheme_reruns_its_models_only(workdir):
     planned = _plan_after(workdir, lambda c: c["folds"]["drug3"].update(seed=2))
-    assert planned == {("folds", "scheme=drug3")} | _jobs("train", "nn_drug") | _jobs("collect", "nn_drug")
+    assert planned == {("folds", "scheme=drug3")} | _jobs("train", "nn_drug") | _jobs("collect", "nn_drug") | REPORT
 
 
-def test_editing_the_blend_reruns_blend_and_submission(workdir):
+def test_editing_the_blend_reruns_blend_submission_and_report(workdir):
     planned = _plan_after(workdir, lambda c: c["blend"].update(methods=["slsqp", "optuna_tpe"], n_trials=20))
     assert planned == DOWNSTREAM
 

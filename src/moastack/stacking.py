@@ -46,8 +46,13 @@ def load_meta(meta: list[MetaInputs], train_ids: np.ndarray, test_ids: np.ndarra
         te, _ = _aligned(m.test, test_ids, f"test predictions of {m.name}")
         train_blocks.append(tr)
         test_blocks.append(te)
-        names += [f"{m.name}__{c}" for c in cols]
+        names += meta_feature_names(m.name, cols)
     return np.hstack(train_blocks), np.hstack(test_blocks), names
+
+
+def meta_feature_names(model: str, targets: list[str]) -> list[str]:
+    """Names of one upstream model's meta-features: ``<model>__<target>``."""
+    return [f"{model}__{c}" for c in targets]
 
 
 def fit_meta_transform(train_meta: np.ndarray, fit_rows: np.ndarray, kind: str, seed: int):
@@ -81,8 +86,28 @@ def add_meta_features(
     """Return (X, X_test, names, fitted transform) with meta-features appended (or alone)."""
     meta_train, meta_test, meta_names = load_meta(meta, train_ids, test_ids)
     fitted = fit_meta_transform(meta_train, fit_rows, transform, seed)
-    meta_train = apply_meta_transform(fitted, meta_train)
-    meta_test = apply_meta_transform(fitted, meta_test)
+    X, job_names = job_inputs(X, names, meta_train, meta_names, fitted, meta_only)
+    X_test, _ = job_inputs(X_test, names, meta_test, meta_names, fitted, meta_only)
+    return X, X_test, job_names, fitted
+
+
+def job_inputs(
+    X: np.ndarray,
+    names: list[str],
+    meta: np.ndarray | None,
+    meta_names: list[str],
+    transform=None,
+    meta_only: bool = False,
+) -> tuple[np.ndarray, list[str]]:
+    """A job's input matrix and column names: the feature set's columns, then the upstream models'
+    predictions through the job's fitted meta ``transform`` (or those alone with ``meta_only``).
+
+    Training builds its train/test matrices with it and ``moastack predict`` builds new rows' inputs
+    with it, from the transform saved in the job's model file, so both see the same columns.
+    """
+    if meta is None or not meta_names:
+        return X, list(names)
+    meta = apply_meta_transform(transform, meta)
     if meta_only:
-        return meta_train, meta_test, meta_names, fitted
-    return np.hstack([X, meta_train]), np.hstack([X_test, meta_test]), [*names, *meta_names], fitted
+        return meta, list(meta_names)
+    return np.hstack([X, meta]), [*names, *meta_names]

@@ -19,7 +19,7 @@ from moastack.data.columns import ID_COL
 from moastack.metrics import mean_log_loss
 from moastack.models.base import FitContext, resolve_device
 from moastack.models.registry import build_model
-from moastack.stacking import MetaInputs, add_meta_features
+from moastack.stacking import MetaInputs, add_meta_features, job_inputs
 from moastack.targets import control_mask, prediction_frame, select_target_columns
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,38 @@ def load_fold_data(job: FoldJob) -> FoldData:
     )
 
 
+def job_input_matrix(
+    X: np.ndarray,
+    feature_names: list[str],
+    meta: np.ndarray | None,
+    meta_names: list[str],
+    job_state: dict,
+) -> tuple[np.ndarray, list[str]]:
+    """A fitted job's model inputs for rows with feature-set columns ``X`` and upstream predictions ``meta``.
+
+    ``job_state`` is what the job saved in its model file's extras (``model_cfg``, ``meta_transform``...).
+    This is how ``moastack predict`` turns new rows into the job's inputs, exactly as the job built its
+    test matrix: every per-job transform fitted in training must be saved in the extras and applied here.
+    """
+    cfg = job_state["model_cfg"]
+    if cfg.get("fold_steps"):
+        raise NotImplementedError(
+            f"model {job_state.get('model_name')}: fold_steps are not replayed on new rows yet"
+        )
+    return job_inputs(X, feature_names, meta, meta_names, job_state.get("meta_transform"),
+                      cfg.get("meta_only", False))
+
+
+def predict_rows(model, X: np.ndarray, is_control: np.ndarray, context: FitContext | None = None) -> np.ndarray:
+    """A fitted job model's predictions as written to its tables: float32 in [0, 1], controls at 0.
+
+    Used for the job's OOF and test tables and by ``moastack predict`` on new rows.
+    """
+    pred = np.asarray(model.predict(X, context), dtype=np.float32)
+    pred[np.asarray(is_control, dtype=bool)] = 0.0
+    return np.clip(pred, 0.0, 1.0)
+
+
 def run_fold_job(job: FoldJob, outputs: dict[str, str]) -> dict:
     """Fit, predict and write ``outputs`` (keys: oof, test, model, metrics). Returns the metrics."""
     start = time.perf_counter()
@@ -135,10 +167,8 @@ def run_fold_job(job: FoldJob, outputs: dict[str, str]) -> dict:
     es_rows = ~data.valid_is_control
     model.fit(data.X_train, data.Y_train, data.X_valid[es_rows], data.Y_valid[es_rows], context)
 
-    oof = model.predict(data.X_valid, context)
-    oof[data.valid_is_control] = 0.0
-    test = model.predict(data.X_test, context)
-    test[data.test_is_control] = 0.0
+    oof = predict_rows(model, data.X_valid, data.valid_is_control, context)
+    test = predict_rows(model, data.X_test, data.test_is_control, context)
     seconds = time.perf_counter() - start
 
     metrics = {

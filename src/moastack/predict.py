@@ -1,0 +1,347 @@
+"""Predict new samples from a finished pipeline's artifacts, without retraining or refitting.
+
+``moastack predict --results results/ --input new.csv --output predictions.csv`` replays, for new
+rows, exactly what the pipeline did for its test rows:
+
+1. the input is validated like ``prepare`` validates the raw tables (:func:`validate_features`);
+2. every feature set a model needs is applied from its saved fitted state
+   (``features/{set}/fitted.joblib``);
+3. every seed × fold model of every blend member, and of every model they stack on, predicts the
+   rows (``models/{model}/seed{s}/fold{k}/model.pt``); a model's predictions are the mean over its
+   jobs, like ``collect``, and stand in for its collected test predictions when a downstream model
+   uses them as meta-features (through the job's saved ``meta_transform``);
+4. the members are combined with the applied method's weights from ``blend/weights.json`` and
+   controls are set to 0, as in the submission.
+
+What a results folder must hold is derived from the artifacts themselves (``weights.json`` names the
+members, each ``score.json`` its seeds and folds, each ``model.pt`` its feature set and upstream
+models), so no config is needed; every missing file is named in one error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from moastack import io
+from moastack.blend import apply_weights
+from moastack.data.columns import ID_COL
+from moastack.data.validate import InputError, _read_csv, validate_features
+from moastack.models.base import FitContext, resolve_device
+from moastack.stacking import meta_feature_names
+from moastack.targets import control_mask, prediction_frame
+from moastack.train import job_input_matrix, predict_rows
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 4096
+MAX_LISTED = 20
+
+
+class PredictError(Exception):
+    """``predict`` cannot run as asked (the message says why)."""
+
+
+class ArtifactError(PredictError, FileNotFoundError):
+    """The results folder lacks files ``predict`` needs, or they contradict each other."""
+
+
+def _device(requested: str) -> str:
+    try:
+        return resolve_device(requested)
+    except RuntimeError as err:
+        raise PredictError(f"--device {requested}: torch sees no CUDA device here") from err
+
+
+# ------------------------------------------------------------------------------------------- plan
+@dataclass
+class ModelPlan:
+    """One model to replay: its job files and what its jobs were trained on."""
+
+    name: str
+    feature_set: str
+    meta: list[str]
+    targets: list[str]
+    feature_names: list[str]
+    jobs: list[tuple[int, int, Path]]  # (seed, fold, model.pt)
+
+
+@dataclass
+class Plan:
+    results: Path
+    applied: str
+    members: list[str]
+    weights: np.ndarray
+    models: dict[str, ModelPlan] = field(default_factory=dict)  # dependency order: upstream first
+
+    @property
+    def n_jobs(self) -> int:
+        return sum(len(m.jobs) for m in self.models.values())
+
+    def fitted_path(self, feature_set: str) -> Path:
+        return self.results / "features" / feature_set / "fitted.joblib"
+
+
+def _missing_error(results: Path, missing: list[Path]) -> ArtifactError:
+    shown = "\n".join(f"  {p}" for p in missing[:MAX_LISTED])
+    more = f"\n  ... and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
+    return ArtifactError(
+        f"{results}: not a complete moastack results folder; {len(missing)} file"
+        f"{'s' if len(missing) != 1 else ''} missing:\n{shown}{more}\n"
+        "Run the pipeline (snakemake --cores N) to produce them."
+    )
+
+
+def load_payload(path: Path) -> dict[str, Any]:
+    """What :meth:`TabularModel.save` wrote: arch, params, state and the job's extras.
+
+    ``weights_only=False``: the file holds numpy arrays and sklearn transforms; load only results
+    folders you produced (or trust), as with any pickle.
+    """
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def plan_prediction(results: str | os.PathLike) -> Plan:
+    """Find every artifact the blend needs, recursively through the stacking chain.
+
+    Raises :class:`ArtifactError` naming every missing file (and files that disagree).
+    """
+    results = Path(results)
+    if not results.is_dir():
+        raise ArtifactError(f"{results}: results folder not found")
+    weights_path = results / "blend" / "weights.json"
+    if not weights_path.is_file():
+        raise _missing_error(results, [weights_path])
+    weights = io.read_json(weights_path)
+    applied = weights["applied"]
+    members = list(weights["members"])
+    w = np.array([weights["methods"][applied]["weights"][m] for m in members], dtype=np.float64)
+    plan = Plan(results=results, applied=applied, members=members, weights=w)
+
+    missing: list[Path] = []
+    found: dict[str, ModelPlan] = {}
+    queue, seen = list(members), set()
+    while queue:
+        name = queue.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        model_plan = _plan_model(results, name, missing)
+        if model_plan is None:
+            continue
+        found[name] = model_plan
+        queue.extend(model_plan.meta)
+        fitted = plan.fitted_path(model_plan.feature_set)
+        if not fitted.is_file() and fitted not in missing:
+            missing.append(fitted)
+    if missing:
+        raise _missing_error(results, missing)
+
+    for name in _dependency_order(found):
+        plan.models[name] = found[name]
+    targets = {m: found[m].targets for m in members}
+    for m in members[1:]:
+        if targets[m] != targets[members[0]]:
+            raise ArtifactError(f"{results}: blend members {members[0]} and {m} predict different targets")
+    return plan
+
+
+def _plan_model(results: Path, name: str, missing: list[Path]) -> ModelPlan | None:
+    model_dir = results / "models" / name
+    score_path = model_dir / "score.json"
+    if not score_path.is_file():
+        missing.append(score_path)
+        return None
+    score = io.read_json(score_path)
+    jobs = [
+        (int(s), int(f), model_dir / f"seed{s}" / f"fold{f}" / "model.pt")
+        for s in score["seeds"] for f in score["folds"]
+    ]
+    absent = [p for _, _, p in jobs if not p.is_file()]
+    missing.extend(absent)
+    if absent:
+        return None
+    extras = load_payload(jobs[0][2])["extras"]
+    cfg = extras["model_cfg"]
+    return ModelPlan(
+        name=name,
+        feature_set=cfg["features"],
+        meta=list(cfg.get("meta", [])),
+        targets=list(extras["targets"]),
+        feature_names=list(extras["feature_names"]),
+        jobs=jobs,
+    )
+
+
+def _dependency_order(models: dict[str, ModelPlan]) -> list[str]:
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        for upstream in models[name].meta:
+            visit(upstream)
+        order.append(name)
+
+    for name in models:
+        visit(name)
+    return order
+
+
+# --------------------------------------------------------------------------------------- progress
+class Progress:
+    """A one-line progress display on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, total: int, enabled: bool | None = None, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.total, self.done, self.start = max(total, 1), 0, time.perf_counter()
+
+    def step(self, label: str, n: int = 1) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        frac = min(self.done / self.total, 1.0)
+        bar = "#" * int(frac * 30)
+        elapsed = time.perf_counter() - self.start
+        self.stream.write(f"\r\033[Kpredict [{bar:<30}] {frac:4.0%} {elapsed:5.1f}s {label}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _batches(n: int, batch_size: int) -> Iterator[slice]:
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+# ------------------------------------------------------------------------------------------ input
+def read_input(path: str | os.PathLike) -> pd.DataFrame:
+    """Read new samples (CSV, or Parquet by extension) and validate them like ``prepare`` does."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        if not path.is_file():
+            raise InputError(f"{path}: file not found")
+        frame = io.read_parquet(path)
+    else:
+        frame = _read_csv(path)
+    return validate_features(frame, str(path))
+
+
+# ---------------------------------------------------------------------------------------- predict
+def predict_frame(
+    plan: Plan,
+    features: pd.DataFrame,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: str = "auto",
+    threads: int = 0,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """Blend predictions for validated raw feature rows: ``sig_id`` + the members' targets.
+
+    Matches the pipeline's ``blend/test.parquet`` (and the submission) on the pipeline's own test
+    rows: per-job float32 predictions with controls at 0, their float64 mean per model (collect),
+    the applied blend weights, controls at 0.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    n = len(features)
+    batches = list(_batches(n, batch_size))
+    context = FitContext(seed=0, device=_device(device), threads=threads, logger=log)
+    is_control = control_mask(features["cp_type"])
+    feature_sets = sorted({m.feature_set for m in plan.models.values()})
+    progress = progress or Progress(0, enabled=False)
+    progress.total = max((len(feature_sets) + plan.n_jobs) * len(batches), 1)  # one step per batch
+    tag = (lambda i: f" batch {i + 1}/{len(batches)}") if len(batches) > 1 else (lambda i: "")
+
+    transformed: dict[str, tuple[np.ndarray, list[str]]] = {}
+    for fset in feature_sets:
+        fitted = io.read_joblib(plan.fitted_path(fset))
+        names = list(fitted.feature_names_out_)
+        X = np.empty((n, len(names)), dtype=np.float32)
+        for i, rows in enumerate(batches):
+            batch = features.iloc[rows].reset_index(drop=True)
+            X[rows] = fitted.transform(batch).drop(columns=[ID_COL]).to_numpy(dtype=np.float32)
+            progress.step(f"features {fset}{tag(i)}")
+        transformed[fset] = (X, names)
+
+    collected: dict[str, np.ndarray] = {}
+    for name, model_plan in plan.models.items():
+        X, names = transformed[model_plan.feature_set]
+        meta = [collected[m] for m in model_plan.meta]
+        meta_names = [c for m in model_plan.meta for c in meta_feature_names(m, plan.models[m].targets)]
+        meta_values = np.hstack(meta) if meta else None
+        total = np.zeros((n, len(model_plan.targets)), dtype=np.float64)
+        for seed, fold, path in model_plan.jobs:
+            model, extras = _load_job(path, name, seed, fold)
+            pred = np.empty((n, len(model_plan.targets)), dtype=np.float32)
+            for i, rows in enumerate(batches):
+                inputs, input_names = job_input_matrix(
+                    X[rows], names, None if meta_values is None else meta_values[rows], meta_names, extras
+                )
+                if input_names != list(extras["feature_names"]):
+                    raise ArtifactError(
+                        f"{path}: trained on {len(extras['feature_names'])} input columns, but the saved "
+                        f"feature set {model_plan.feature_set!r} and upstream models give {len(input_names)} "
+                        "different ones; the results folder mixes runs of different configs"
+                    )
+                pred[rows] = predict_rows(model, inputs, is_control[rows], context)
+                progress.step(f"{name} seed{seed} fold{fold}{tag(i)}")
+            total += pred
+        # collect: float64 mean over seeds x folds, written as float32 in [0, 1]
+        collected[name] = np.clip((total / len(model_plan.jobs)).astype(np.float32), 0.0, 1.0)
+
+    blend = apply_weights(plan.weights, [collected[m] for m in plan.members])
+    out = prediction_frame(features[ID_COL].to_numpy(), blend, plan.models[plan.members[0]].targets)
+    out.loc[is_control, out.columns[1:]] = 0.0  # as in the submission
+    return out
+
+
+def _load_job(path: Path, name: str, seed: int, fold: int):
+    from moastack.models.registry import model_class
+
+    payload = load_payload(path)
+    extras = payload["extras"]
+    if (extras.get("model_name"), extras.get("seed"), extras.get("fold")) != (name, seed, fold):
+        raise ArtifactError(
+            f"{path}: holds model {extras.get('model_name')} seed {extras.get('seed')} fold "
+            f"{extras.get('fold')}, expected {name} seed {seed} fold {fold}"
+        )
+    return model_class(payload["arch"]).from_state(payload["state"], payload["params"]), extras
+
+
+def predict(
+    results: str | os.PathLike,
+    input_path: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: str = "auto",
+    threads: int = 0,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Validate ``input_path``, replay the pipeline from ``results`` and write the CSV ``output``."""
+    features = read_input(input_path)
+    plan = plan_prediction(results)
+    bar = Progress(0, enabled=progress)
+    try:
+        out = predict_frame(plan, features, batch_size=batch_size, device=device, threads=threads, progress=bar)
+    finally:
+        bar.close()
+    io.write_csv(out, output, float_format="%.8g")
+    return out

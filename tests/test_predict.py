@@ -1,0 +1,172 @@
+"""`moastack predict`: new samples through the saved artifacts reproduce the pipeline's predictions."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_snakemake, tiny_config, write_config
+
+from moastack.cli import main
+from moastack.predict import Progress
+from moastack.stacking import MetaInputs, add_meta_features
+from moastack.train import job_input_matrix
+
+MOASTACK = str(Path(sys.executable).with_name("moastack"))
+TOL = 1e-6
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    if not Path(MOASTACK).exists():
+        pytest.fail(f"{MOASTACK} not found: reinstall the package (pip install -e .) for its console script")
+    return subprocess.run([MOASTACK, *args], capture_output=True, text=True)
+
+
+def _test_rows_csv(results: Path, path: Path) -> Path:
+    pd.read_parquet(results / "data" / "test_features.parquet").to_csv(path, index=False)
+    return path
+
+
+def _max_diff(a: pd.DataFrame, b: pd.DataFrame) -> float:
+    assert list(a.columns) == list(b.columns)
+    assert list(a["sig_id"]) == list(b["sig_id"])
+    return float(np.abs(a.iloc[:, 1:].to_numpy(np.float64) - b.iloc[:, 1:].to_numpy(np.float64)).max())
+
+
+# ---------------------------------------------------------------------------------------- unit tests
+def test_help_lists_the_commands():
+    proc = _cli("--help")
+    assert proc.returncode == 0
+    assert "predict" in proc.stdout and "report" in proc.stdout
+    sub = _cli("predict", "--help")
+    for option in ("--results", "--input", "--output", "--batch-size", "--device"):
+        assert option in sub.stdout
+
+
+def test_job_input_matrix_matches_the_training_test_matrix(tmp_path):
+    """The shared builder gives new rows exactly the columns training gave its test rows."""
+    rng = np.random.default_rng(0)
+    train_ids, test_ids = np.array([f"tr{i}" for i in range(50)]), np.array([f"te{i}" for i in range(9)])
+    cols = ["t1", "t2"]
+    for name, n, ids in (("oof", 50, train_ids), ("test", 9, test_ids)):
+        frame = pd.DataFrame(rng.random((n, 2)).astype(np.float32), columns=cols)
+        frame.insert(0, "sig_id", ids)
+        frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
+    X, X_test = rng.normal(size=(50, 3)).astype(np.float32), rng.normal(size=(9, 3)).astype(np.float32)
+    meta = [MetaInputs("up", str(tmp_path / "oof.parquet"), str(tmp_path / "test.parquet"))]
+    upstream_test = pd.read_parquet(tmp_path / "test.parquet")[cols].to_numpy(np.float32)
+    for meta_only in (False, True):
+        _, want, names, fitted = add_meta_features(
+            X, X_test, ["f0", "f1", "f2"], train_ids, test_ids, meta, np.arange(50) < 35, "quantile", meta_only, seed=1
+        )
+        state = {"model_cfg": {"meta": ["up"], "meta_only": meta_only}, "meta_transform": fitted}
+        got, got_names = job_input_matrix(X_test, ["f0", "f1", "f2"], upstream_test, ["up__t1", "up__t2"], state)
+        assert got_names == names
+        np.testing.assert_array_equal(got, want)
+
+
+def test_progress_draws_only_on_a_terminal():
+    stream = io.StringIO()
+    bar = Progress(4, stream=stream)  # StringIO is not a TTY
+    bar.step("job")
+    bar.close()
+    assert stream.getvalue() == ""
+    bar = Progress(2, enabled=True, stream=stream)
+    bar.step("nn seed0 fold1")
+    bar.close()
+    assert "\r" in stream.getvalue() and "50%" in stream.getvalue() and "nn seed0 fold1" in stream.getvalue()
+
+
+# ----------------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_predict_on_the_test_rows_reproduces_the_blend(pipeline_run, tmp_path):
+    results = pipeline_run / "results"
+    out = tmp_path / "predictions.csv"
+    proc = _cli("predict", "--results", str(results), "--input", str(_test_rows_csv(results, tmp_path / "new.csv")),
+                "--output", str(out), "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr  # no progress line when stderr is not a terminal
+    predicted = pd.read_csv(out)
+    assert _max_diff(predicted, pd.read_parquet(results / "blend" / "test.parquet")) < TOL
+    assert _max_diff(predicted, pd.read_csv(results / "submission.csv")) < TOL
+
+
+@pytest.mark.slow
+def test_predict_replays_the_stacking_chain_in_small_batches(pipeline_run, tmp_path):
+    """A stacked model on a scored NN and a non-scored model, blended: same test predictions."""
+    workdir = tmp_path / "run"
+    shutil.copytree(pipeline_run, workdir)
+    config = tiny_config()
+    config["models"]["ns"] = {"arch": "prior", "features": "other", "folds": "ml3", "targets": "nonscored"}
+    config["models"]["stack"] = {
+        "arch": "simple_nn", "features": "other", "folds": "ml3", "seeds": [0, 1], "meta": ["nn", "ns"],
+        "params": {"hidden": [32], "epochs": 3, "batch_size": 64, "patience": None},
+    }
+    config["blend"]["members"] = ["prior", "nn", "stack"]
+    write_config(workdir, config)
+    run_snakemake(workdir, "results/submission.csv")
+    results = workdir / "results"
+    out = tmp_path / "stacked.csv"
+    args = ["predict", "--results", str(results), "--input", str(_test_rows_csv(results, tmp_path / "new.csv")),
+            "--output", str(out), "--batch-size", "7", "--quiet"]
+    assert main(args) == 0
+    predicted = pd.read_csv(out)
+    assert _max_diff(predicted, pd.read_parquet(results / "blend" / "test.parquet")) < TOL
+    assert _max_diff(predicted, pd.read_csv(results / "submission.csv")) < TOL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "corrupt, expected",
+    [
+        (lambda df: df.assign(**{"g-3": df["g-3"].where(df.index != 4, np.nan)}), ["new.csv", "'g-3'", "row 5"]),
+        (lambda df: df.drop(columns=["c-7"]), ["new.csv", "missing columns", "'c-7'"]),
+        (lambda df: df.assign(cp_type=df["cp_type"].where(df.index != 0, "drug")), ["new.csv", "'cp_type'", "'drug'"]),
+    ],
+    ids=["nan", "missing-column", "unknown-category"],
+)
+def test_malformed_input_gives_the_validation_error(pipeline_run, tmp_path, capsys, corrupt, expected):
+    frame = pd.read_parquet(pipeline_run / "results" / "data" / "test_features.parquet")
+    path = tmp_path / "new.csv"
+    corrupt(frame).to_csv(path, index=False)
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", "--results", str(pipeline_run / "results"), "--input", str(path),
+                 "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    for text in expected:
+        assert text in err, err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_malformed_input_through_the_console_script(pipeline_run, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("sig_id,cp_type\nid_1,trt_cp\n")
+    proc = _cli("predict", "--results", str(pipeline_run / "results"), "--input", str(path),
+                "--output", str(tmp_path / "p.csv"))
+    assert proc.returncode == 1
+    assert "bad.csv" in proc.stderr and "missing columns" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_missing_artifacts_are_named(pipeline_run, tmp_path, capsys):
+    results = tmp_path / "results"
+    shutil.copytree(pipeline_run / "results", results)
+    new = _test_rows_csv(results, tmp_path / "new.csv")
+    (results / "models" / "nn" / "seed0" / "fold1" / "model.pt").unlink()
+    (results / "features" / "other" / "fitted.joblib").unlink()
+    args = ["predict", "--results", str(results), "--input", str(new), "--output", str(tmp_path / "p.csv")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert str(Path("models") / "nn" / "seed0" / "fold1" / "model.pt") in err
+    assert str(Path("features") / "other" / "fitted.joblib") in err
+    assert "2 files missing" in err
+    (results / "blend" / "weights.json").unlink()
+    assert main(args) == 1
+    assert str(Path("blend") / "weights.json") in capsys.readouterr().err
