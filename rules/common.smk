@@ -63,12 +63,17 @@ def get_train_input(wildcards):
         "features_test": f"{RESULTS}/features/{m['features']}/test.parquet",
         "folds": f"{RESULTS}/folds/{m['folds']}.parquet",
         "targets": f"{RESULTS}/data/train_targets_{m.get('targets', 'scored')}.parquet",
+        "scored_targets": f"{RESULTS}/data/train_targets_scored.parquet",
         "train_features": f"{RESULTS}/data/train_features.parquet",
         "test_features": f"{RESULTS}/data/test_features.parquet",
     }
     for upstream in m.get("meta", []):
         inputs[f"meta_oof_{upstream}"] = f"{RESULTS}/models/{upstream}/oof.parquet"
         inputs[f"meta_test_{upstream}"] = f"{RESULTS}/models/{upstream}/test.parquet"
+    if "init_from" in m:
+        inputs["init_model"] = (
+            f"{job_dir(m['init_from'], wildcards.seed, wildcards.fold)}/model.pt"
+        )
     return inputs
 
 

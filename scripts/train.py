@@ -22,5 +22,7 @@ job = FoldJob(
         for name in model_cfg.get("meta", [])
     ],
     threads=snakemake.threads,
+    scored_targets=snakemake.input.scored_targets,
+    init_model=snakemake.input.get("init_model"),
 )
 run_fold_job(job, dict(snakemake.output.items()))

@@ -98,7 +98,7 @@ def test_resources_and_gpu_requests():
         (lambda c: c["models"]["simple_nn"].update(init_from="ghost"), r"init_from: unknown model 'ghost'"),
         (lambda c: c["models"]["simple_nn"].update(init_from="simple_nn"), r"cannot start from its own weights"),
         (lambda c: c["models"]["simple_nn"].update(init_from="simple_nn_drug"), r"fold scheme 'drug5'.*same folds"),
-        (lambda c: c["models"]["simple_nn"].update(init_from="prior"), r"prior is a prior, simple_nn a simple_nn"),
+        (lambda c: c["models"]["simple_nn"].update(init_from="prior"), r"arch simple_nn has no transfer"),
     ],
 )
 def test_transfer_source_must_match(edit, message):
@@ -110,9 +110,12 @@ def test_transfer_source_must_match(edit, message):
 
 def test_transfer_source_needs_every_seed():
     config = _config()
-    config["models"]["phase1"] = copy.deepcopy(config["models"]["simple_nn"])
-    config["models"]["simple_nn"].update(init_from="phase1", seeds=[0, 3])
+    config["models"]["phase1"] = {**copy.deepcopy(config["models"]["simple_nn"]), "arch": "resnet2h", "params": {}}
+    config["models"]["simple_nn"].update(init_from="phase1", seeds=[0, 3], arch="resnet2h", params={})
     with pytest.raises(ConfigError, match=r"phase1 has no seeds \[3\]"):
         check_config(config)
     config["models"]["phase1"]["seeds"] = [0, 1, 2, 3]
     check_config(config)
+    config["models"]["phase1"]["arch"] = "simple_nn"
+    with pytest.raises(ConfigError, match=r"phase1 is a simple_nn, simple_nn a resnet2h"):
+        check_config(config)

@@ -17,6 +17,10 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema" / "config.schema.yaml"
 
 
+#: architectures that can start from another model's weights (``init_from``)
+TRANSFER_ARCHS = ("resnet2h",)
+
+
 class ConfigError(ValueError):
     """The config names something that does not exist or wires models inconsistently."""
 
@@ -142,6 +146,8 @@ def _check_init_from(models: dict, name: str, m: dict) -> None:
     missing = sorted(set(m["seeds"]) - set(src["seeds"]))
     if missing:
         raise ConfigError(f"models.{name}.init_from: {source} has no seeds {missing}; add them to models.{source}.seeds")
+    if m["arch"] not in TRANSFER_ARCHS:
+        raise ConfigError(f"models.{name}.init_from: arch {m['arch']} has no transfer; supported: {', '.join(TRANSFER_ARCHS)}")
     if src["arch"] != m["arch"]:
         raise ConfigError(f"models.{name}.init_from: {source} is a {src['arch']}, {name} a {m['arch']}; weights do not fit")
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from moastack import io
 from moastack.data.columns import ID_COL
+from moastack.features.fold_steps import apply_fold_steps, build_fold_steps, fit_fold_steps
 from moastack.metrics import mean_log_loss
 from moastack.models.base import FitContext, resolve_device
 from moastack.models.registry import build_model
@@ -41,6 +42,10 @@ class FoldJob:
     test_features: str
     meta: list[MetaInputs] = field(default_factory=list)
     threads: int = 1
+    #: scored targets: "any MoA" for target-aware fold steps, whatever the model learns
+    scored_targets: str | None = None
+    #: transfer learning: the source model's file of the same seed × fold
+    init_model: str | None = None
 
 
 @dataclass
@@ -59,6 +64,7 @@ class FoldData:
     targets: list[str]
     feature_names: list[str]
     meta_transform: object = None  # fitted on this fold's training rows; saved with the model
+    fold_steps: list = field(default_factory=list)  # fitted on this fold's training rows; saved too
 
 
 def _check_same_ids(what: str, left: np.ndarray, right: np.ndarray) -> None:
@@ -103,6 +109,11 @@ def load_fold_data(job: FoldJob) -> FoldData:
     keep_train = ~is_valid
     if job.model_cfg.get("drop_controls", True):
         keep_train &= ~train_ctl
+    steps = build_fold_steps(job.model_cfg.get("fold_steps", []))
+    if steps:
+        any_moa = _any_moa(job.scored_targets or job.targets, train_ids)
+        feature_cols = fit_fold_steps(steps, X[keep_train], any_moa[keep_train], feature_cols)
+        X, X_test = apply_fold_steps(steps, X), apply_fold_steps(steps, X_test)
     return FoldData(
         X_train=X[keep_train],
         Y_train=Y[keep_train],
@@ -116,7 +127,18 @@ def load_fold_data(job: FoldJob) -> FoldData:
         targets=target_cols,
         feature_names=feature_cols,
         meta_transform=meta_transform,
+        fold_steps=steps,
     )
+
+
+def _any_moa(scored_path: str, train_ids: np.ndarray) -> np.ndarray:
+    """1 for rows with any scored mechanism: what the t-test selector contrasts. Using the scored
+    targets whatever the model learns keeps a non-scored phase 1 and its scored phase 2 on the
+    same selected features, so transferred weights fit."""
+    scored = io.read_parquet(scored_path)
+    _check_same_ids("scored targets", scored[ID_COL].to_numpy(), train_ids)
+    values = scored.drop(columns=[ID_COL]).to_numpy(dtype=np.float64)
+    return (np.nansum(values, axis=1) > 0).astype(np.float32)
 
 
 def job_input_matrix(
@@ -133,12 +155,14 @@ def job_input_matrix(
     test matrix: every per-job transform fitted in training must be saved in the extras and applied here.
     """
     cfg = job_state["model_cfg"]
-    if cfg.get("fold_steps"):
-        raise NotImplementedError(
-            f"model {job_state.get('model_name')}: fold_steps are not replayed on new rows yet"
-        )
-    return job_inputs(X, feature_names, meta, meta_names, job_state.get("meta_transform"),
-                      cfg.get("meta_only", False))
+    X, names = job_inputs(X, feature_names, meta, meta_names, job_state.get("meta_transform"),
+                          cfg.get("meta_only", False))
+    steps = job_state.get("fold_steps") or []
+    if cfg.get("fold_steps") and not steps:
+        raise ValueError(f"model {job_state.get('model_name')}: its file lacks the fitted fold_steps; retrain it")
+    if steps:
+        X, names = apply_fold_steps(steps, X), list(steps[-1].names_out_)
+    return X, names
 
 
 def predict_rows(model, X: np.ndarray, is_control: np.ndarray, context: FitContext | None = None) -> np.ndarray:
@@ -163,6 +187,13 @@ def run_fold_job(job: FoldJob, outputs: dict[str, str]) -> dict:
         len(data.targets), device, job.threads,
     )
     model = build_model(job.model_cfg["arch"], job.model_cfg.get("params", {}))
+    if hasattr(model, "feature_names_in_"):
+        model.feature_names_in_ = list(data.feature_names)
+    if job.init_model:
+        if not hasattr(model, "load_init_state"):
+            raise ValueError(f"model {job.model_name}: arch {job.model_cfg['arch']} does not support init_from")
+        model.init_state_ = model.load_init_state(job.init_model)
+        log.info("model %s: starting from the weights in %s", job.model_name, job.init_model)
     # Early stopping watches treated validation rows only: controls are forced to 0 anyway.
     es_rows = ~data.valid_is_control
     model.fit(data.X_train, data.Y_train, data.X_valid[es_rows], data.Y_valid[es_rows], context)
@@ -194,6 +225,7 @@ def run_fold_job(job: FoldJob, outputs: dict[str, str]) -> dict:
     model.save(outputs["model"], extras={
         "model_name": job.model_name, "model_cfg": job.model_cfg, "seed": job.seed, "fold": job.fold,
         "feature_names": data.feature_names, "targets": data.targets, "meta_transform": data.meta_transform,
+        "fold_steps": data.fold_steps,
     })
     io.write_json(metrics, outputs["metrics"])
     return metrics
