@@ -14,7 +14,6 @@ import copy
 from pathlib import Path
 
 import yaml
-
 from _common import ROOT, read_benchmarks, run_workflow
 
 

@@ -78,7 +78,7 @@ def test_slices_and_job_lists():
     edited["models"]["simple_nn"]["seeds"] = [0, 1]
     assert train_slice(edited, "simple_nn") == sliced
     assert len(model_jobs(edited, "simple_nn")) == 10
-    assert blend_members(config) == ["prior", "simple_nn"]
+    assert blend_members(config) == ["prior", "simple_nn", "nn3_stage2", "nn3_stage3"]
 
 
 def test_resources_and_gpu_requests():

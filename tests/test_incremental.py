@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from conftest import planned_jobs, tiny_config, write_config
 
 pytestmark = pytest.mark.slow

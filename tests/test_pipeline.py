@@ -8,7 +8,6 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import run_snakemake, tiny_config
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,6 @@ import shutil
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import ROOT, planned_jobs, run_snakemake, write_config
 
 pytestmark = pytest.mark.slow

@@ -48,7 +48,7 @@ class TabularModel(ABC):
         X_valid: np.ndarray | None,
         Y_valid: np.ndarray | None,
         context: FitContext,
-    ) -> "TabularModel":
+    ) -> TabularModel:
         """Fit on float32 ``X`` (n × p) and binary/soft ``Y`` (n × t); validation arrays may be None."""
 
     @abstractmethod
@@ -61,7 +61,7 @@ class TabularModel(ABC):
 
     @classmethod
     @abstractmethod
-    def from_state(cls, state: dict[str, Any], params: dict[str, Any]) -> "TabularModel":
+    def from_state(cls, state: dict[str, Any], params: dict[str, Any]) -> TabularModel:
         """Rebuild a fitted model from :meth:`state` and its constructor ``params``."""
 
     def save(self, path: str | Path, extras: dict[str, Any] | None = None) -> None:

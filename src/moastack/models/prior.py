@@ -15,7 +15,7 @@ from moastack.models.base import FitContext, TabularModel
 class PriorModel(TabularModel):
     arch = "prior"
 
-    def fit(self, X, Y, X_valid, Y_valid, context: FitContext) -> "PriorModel":
+    def fit(self, X, Y, X_valid, Y_valid, context: FitContext) -> PriorModel:
         clip = float(self.params.get("clip", 1e-5))
         self.prior_ = np.clip(np.asarray(Y, dtype=np.float64).mean(axis=0), clip, 1 - clip).astype(np.float32)
         return self
@@ -27,7 +27,7 @@ class PriorModel(TabularModel):
         return {"prior": self.prior_}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], params: dict[str, Any]) -> "PriorModel":
+    def from_state(cls, state: dict[str, Any], params: dict[str, Any]) -> PriorModel:
         model = cls(**params)
         model.prior_ = np.asarray(state["prior"], dtype=np.float32)
         return model
