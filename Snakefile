@@ -6,6 +6,8 @@
 #   -> blend/{weights.json,oof,test}.parquet -> submission.csv, report/index.html
 # Logs mirror the outputs under results/logs/, job times and memory under results/benchmarks/.
 
+import re
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -26,7 +28,15 @@ include: "rules/blend.smk"
 include: "rules/report.smk"
 
 
+wildcard_constraints:
+    model="|".join(map(re.escape, MODELS)),
+    scheme="|".join(map(re.escape, FOLD_SCHEMES)),
+    fset="|".join(map(re.escape, FEATURE_SETS)),
+    seed=r"\d+",
+    fold=r"\d+",
+
+
 rule all:
+    default_target: True
     input:
         get_final_outputs(),
-    default_target: True

@@ -6,19 +6,19 @@ rule blend:
         oof=f"{RESULTS}/blend/oof.parquet",
         test=f"{RESULTS}/blend/test.parquet",
         score=f"{RESULTS}/blend/score.json",
-    params:
-        blend=config["blend"],
-        members=blend_members(config),
     log:
         f"{RESULTS}/logs/blend.log",
     benchmark:
         f"{RESULTS}/benchmarks/blend.tsv"
+    conda:
+        "../envs/moastack.yaml"
     threads: rule_resource("blend", "threads")
     resources:
         mem_mb=rule_resource("blend", "mem_mb"),
         runtime=rule_resource("blend", "runtime"),
-    conda:
-        "../envs/moastack.yaml"
+    params:
+        blend=config["blend"],
+        members=blend_members(config),
     script:
         "../scripts/blend.py"
 
@@ -33,11 +33,11 @@ rule submission:
         f"{RESULTS}/logs/submission.log",
     benchmark:
         f"{RESULTS}/benchmarks/submission.tsv"
+    conda:
+        "../envs/moastack.yaml"
     threads: rule_resource("submission", "threads")
     resources:
         mem_mb=rule_resource("submission", "mem_mb"),
         runtime=rule_resource("submission", "runtime"),
-    conda:
-        "../envs/moastack.yaml"
     script:
         "../scripts/submission.py"

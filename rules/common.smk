@@ -1,15 +1,12 @@
-# Helpers shared by every rule file: config validation, job lists, per-rule config slices and
+# Helpers shared by rules/*.smk — config validation, job lists, per-rule config slices and
 # resources. The logic lives in moastack.config so that it is unit-tested.
 
-import os
 import sys
 from pathlib import Path
 
-# The workflow always runs its own source tree: this process imports it, and job processes
-# (scripts, conda envs, SLURM jobs) inherit PYTHONPATH, so no install is needed inside an env.
-SRC = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+# This process imports the workflow's own source tree. Job scripts find it through the installed
+# package or, inside a `--sdm conda` environment, through the scripts/moastack link to src/moastack.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from moastack.config import (
     blend_members,
@@ -22,21 +19,16 @@ from moastack.config import (
     wants_gpu,
 )
 from moastack.data.columns import TABLES
+
 validate_schema(config)  # schema/config.schema.yaml, defaults filled in
-check_config(config)  # references between sections, stacking cycles, fold-scheme agreement
+check_config(
+    config
+)  # references between sections, stacking cycles, fold-scheme agreement
 
 RESULTS = "results"
 MODELS = list(config["models"])
 FOLD_SCHEMES = list(config["folds"])
 FEATURE_SETS = list(config["features"])
-
-
-wildcard_constraints:
-    model="|".join(MODELS),
-    scheme="|".join(FOLD_SCHEMES),
-    fset="|".join(FEATURE_SETS),
-    seed=r"\d+",
-    fold=r"\d+",
 
 
 def get_final_outputs():
@@ -111,9 +103,10 @@ def train_gpus(wildcards):
 
 
 def train_group():
-    """The `group:` of rule train: with `runtime.group_train`, the fold jobs of one model × seed
+    """The `group:` of the train rule: with `runtime.group_train`, the fold jobs of one model × seed
     share a group id, so a cluster executor can run them in one allocation (the profile's
-    `group-components` bundles the folds, which are separate components). None: one job each."""
+    `group-components` bundles the folds, which are separate components). None: one job each.
+    """
     if config["runtime"].get("group_train"):
         return "train_{model}_seed{seed}"
     return None

@@ -4,17 +4,17 @@ rule folds:
         drugs=f"{RESULTS}/data/train_drug.parquet",
     output:
         f"{RESULTS}/folds/{{scheme}}.parquet",
-    params:
-        scheme=lambda wildcards: config["folds"][wildcards.scheme],
     log:
         f"{RESULTS}/logs/folds/{{scheme}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/folds/{{scheme}}.tsv"
+    conda:
+        "../envs/moastack.yaml"
     threads: rule_resource("folds", "threads")
     resources:
         mem_mb=rule_resource("folds", "mem_mb"),
         runtime=rule_resource("folds", "runtime"),
-    conda:
-        "../envs/moastack.yaml"
+    params:
+        scheme=lambda wildcards: config["folds"][wildcards.scheme],
     script:
         "../scripts/folds.py"
