@@ -49,9 +49,13 @@ def _logloss_metric() -> type:
                 self._name = "logits_ll"
                 self._maximize = False
 
+            #: the fitting model's prior-logit offset (one fit at a time per process)
+            offset: np.ndarray | float = 0.0
+
             def __call__(self, y_true: np.ndarray, y_score: np.ndarray) -> float:
                 y = np.asarray(y_true, dtype=np.float64)
-                p = np.clip(1.0 / (1.0 + np.exp(-np.asarray(y_score, dtype=np.float64))), 1e-15, 1 - 1e-15)
+                logits = np.asarray(y_score, dtype=np.float64) + type(self).offset
+                p = np.clip(1.0 / (1.0 + np.exp(-logits)), 1e-15, 1 - 1e-15)
                 cell = -(y * np.log(p) + (1.0 - y) * np.log(1.0 - p))
                 return float(np.nanmean(cell))
 
@@ -59,13 +63,21 @@ def _logloss_metric() -> type:
     return _LOGLOSS_METRIC
 
 
+def _prior_logit(Y: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    prior = np.clip(np.nanmean(np.asarray(Y, dtype=np.float64), axis=0), eps, 1 - eps)
+    return np.log(prior / (1 - prior)).astype(np.float32)
+
+
 class _SmoothLoss:
     """``loss_fn`` for TabNet: smoothed (and optionally clipped) BCE on logits, NaN labels masked."""
 
-    def __init__(self, smoothing: float, clip: tuple[float, float] | None) -> None:
+    def __init__(self, smoothing: float, clip: tuple[float, float] | None, offset: np.ndarray | None = None) -> None:
         self.loss = SmoothBCEWithLogits(smoothing, clip)
+        self.offset = None if offset is None else torch.as_tensor(offset, dtype=torch.float32)
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.offset is not None:
+            logits = logits + self.offset.to(logits.device)
         nan = torch.isnan(targets)
         if bool(nan.any()):
             return self.loss(logits, torch.nan_to_num(targets, nan=0.0), ~nan)
@@ -145,6 +157,9 @@ class TabNetModel(TabularModel):
         "plateau_patience": 5,
         "min_lr": 1e-5,
         "eval_batch_size": 4096,
+        # TabNet's output layer has no bias, so it starts every target at p = 0.5; adding each
+        # target's training prior logit to its outputs starts it at the prior instead.
+        "init_output_bias": True,
     }
 
     def __init__(self, **params: Any) -> None:
@@ -222,6 +237,8 @@ class TabNetModel(TabularModel):
                 "eval_name": ["valid"],
                 "eval_metric": [_logloss_metric()],
             }
+        self.offset_ = _prior_logit(Y) if self.param("init_output_bias") else np.zeros(Y.shape[1], np.float32)
+        _logloss_metric().offset = self.offset_
         timer = _epoch_timer()
         self.regressor_ = self._regressor(context.seed, context.device)
         out = io.StringIO()
@@ -230,7 +247,7 @@ class TabNetModel(TabularModel):
             self.regressor_.fit(
                 X,
                 Y,
-                loss_fn=_SmoothLoss(float(self.param("label_smoothing")), clip),
+                loss_fn=_SmoothLoss(float(self.param("label_smoothing")), clip, self.offset_),
                 max_epochs=int(self.param("max_epochs")),
                 patience=int(self.param("patience")) if has_valid else 0,
                 batch_size=batch_size,
@@ -270,12 +287,13 @@ class TabNetModel(TabularModel):
             device = next(self.network_.parameters()).device
         net = _network_to(self.network_, device).eval()
         X = np.ascontiguousarray(X, dtype=np.float32)
+        offset = torch.as_tensor(self.offset_, dtype=torch.float32, device=device)
         bs = int(self.param("eval_batch_size"))
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(X), bs):
                 logits, _ = net(torch.from_numpy(X[start : start + bs]).to(device))
-                chunks.append(torch.sigmoid(logits.float()).cpu())
+                chunks.append(torch.sigmoid(logits.float() + offset).cpu())
         if not chunks:
             return np.zeros((0, self.n_out_), dtype=np.float32)
         return torch.cat(chunks).numpy().astype(np.float32, copy=False)
@@ -290,6 +308,7 @@ class TabNetModel(TabularModel):
             "virtual_batch_size": self.virtual_batch_size_,
             "best_epoch": self.best_epoch_,
             "history": list(self.history_),
+            "offset": self.offset_,
         }
 
     @classmethod
@@ -305,5 +324,6 @@ class TabNetModel(TabularModel):
         model.n_in_, model.n_out_ = int(state["n_in"]), int(state["n_out"])
         model.virtual_batch_size_ = int(state["virtual_batch_size"])
         model.best_epoch_ = int(state.get("best_epoch", 0))
+        model.offset_ = np.asarray(state.get("offset", np.zeros(model.n_out_)), dtype=np.float32)
         model.history_ = list(state.get("history", []))
         return model
