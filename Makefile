@@ -6,7 +6,7 @@ CORES ?= 2
 # torch first, pinned to a CPU build pip can take locally; the package's own range accepts it.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test lint bench clean dag
+.PHONY: install demo test test-cluster lint bench clean dag
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/snakemake --cores $(CORES) --printshellcmds --show-failed-logs
+	$(BIN)/snakemake --cores $(CORES) --show-failed-logs
 	@echo "submission: results/submission.csv"; cat results/blend/score.json | head -5
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# the workflow on a real one-node SLURM cluster on this machine (root, Debian: apt-get installs
+# slurm, munge, mariadb); daemons are stopped afterwards, whatever the outcome
+test-cluster: install
+	bash tests/cluster/run-tests.sh $(BIN)/python -q
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

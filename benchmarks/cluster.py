@@ -153,6 +153,10 @@ def main() -> None:
         else:
             slurm = f"{'-':>7}{'-':>26}{'-':>12}{r['rules_s']:>12.0f}{'-':>19}"
         print(f"{r['mode']:<34}{r['wall']:>9.0f}{r['wall'] / local:>8.2f}{r['jobs']:>6}{slurm}")
+    print("submit→start: sacct Start − Submit of each allocation (scheduler latency plus any wait for a free CPU);")
+    print("Σ alloc: allocations' run times; Σ rules: the rules' own run times (benchmark files; grouped folds")
+    print("overlap inside an allocation); overhead/alloc = (Σ alloc − Σ rules) / allocs: batch step, srun and")
+    print("the job-side snakemake starting up. Wall times also contain the plugin's status polling.")
     print()
     print(f"idle node, {len(latency)} trivial jobs one at a time: submit→start median "
           f"{statistics.median(latency):.0f} s, max {max(latency):.0f} s (sacct has 1 s resolution)")
