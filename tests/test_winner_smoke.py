@@ -62,25 +62,26 @@ def test_scored_models_beat_the_prior(winner_run):
         assert _score(winner_run, model)["value"] < prior
 
 
-def test_editing_stage_one_reruns_the_whole_chain_and_nothing_else(winner_run, tmp_path):
+def _plan_after_edit(winner_run, tmp_path, model: str, **params) -> set[tuple[str, str]]:
+    """Jobs a copy of the finished run would rerun after editing one model's params."""
     workdir = tmp_path / "edit"
     shutil.copytree(winner_run, workdir)
     config = smoke_config()
-    config["models"]["nn3_stage1"]["params"]["epochs"] = 5
+    config["models"][model]["params"].update(params)
     write_config(workdir, config)
-    planned = planned_jobs(workdir)
+    return planned_jobs(workdir)
+
+
+def test_editing_stage_one_reruns_the_whole_chain_and_nothing_else(winner_run, tmp_path):
+    planned = _plan_after_edit(winner_run, tmp_path, "nn3_stage1", epochs=5)
     trained = {wc.split(",")[0] for rule, wc in planned if rule == "train"}
     assert trained == {"model=nn3_stage1", "model=nn3_stage2", "model=nn3_stage3"}
     assert {r for r, _ in planned} == {"train", "collect", "blend", "submission", "report"}
 
 
 def test_editing_the_transfer_source_reruns_the_transfer_model(winner_run, tmp_path):
-    workdir = tmp_path / "edit"
-    shutil.copytree(winner_run, workdir)
-    config = smoke_config()
-    config["models"]["resnet_nonscored"]["params"]["epochs"] = 3
-    write_config(workdir, config)
-    trained = {wc.split(",")[0] for rule, wc in planned_jobs(workdir) if rule == "train"}
+    planned = _plan_after_edit(winner_run, tmp_path, "resnet_nonscored", epochs=3)
+    trained = {wc.split(",")[0] for rule, wc in planned if rule == "train"}
     assert trained == {"model=resnet_nonscored", "model=resnet_transfer"}
 
 
