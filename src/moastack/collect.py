@@ -48,8 +48,10 @@ def collect_model(
     folds = sorted({f for _, f in oof_paths})
 
     seed_oofs = []
+    fold_ids = {}  # (seed, fold) -> that fold's sig_ids, for the per-fold scores
     for seed in seeds:
         parts = [io.read_parquet(oof_paths[(seed, f)]) for f in folds]
+        fold_ids.update({(seed, f): part[ID_COL] for f, part in zip(folds, parts)})
         seed_oofs.append(assemble_seed_oof(parts, train_ids, f"{model_name} seed {seed}"))
     target_cols = list(seed_oofs[0].columns)
     # Score exactly what is written (float32), so the blend and the report see the same numbers.
@@ -62,13 +64,12 @@ def collect_model(
     y = targets_table[target_cols].to_numpy(dtype=np.float64)
     jobs = [io.read_json(metrics_paths[k]) for k in sorted(metrics_paths)]
     fold_losses = {}
+    row_of = pd.Index(train_ids)
     for seed, seed_oof in zip(seeds, seed_oofs):
+        seed_values = seed_oof.to_numpy()
         for f in folds:
-            ids = io.read_parquet(oof_paths[(seed, f)], columns=[ID_COL])[ID_COL]
-            rows = pd.Index(train_ids).get_indexer(ids)
-            fold_losses[f"seed{seed}/fold{f}"] = float(
-                np.nanmean(per_target_log_loss(y[rows], seed_oof.to_numpy()[rows]))
-            )
+            rows = row_of.get_indexer(fold_ids[(seed, f)])
+            fold_losses[f"seed{seed}/fold{f}"] = float(np.nanmean(per_target_log_loss(y[rows], seed_values[rows])))
     values = np.array(list(fold_losses.values()))
     score = score_record(
         y, oof, target_cols,

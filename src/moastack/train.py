@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from moastack import io
 from moastack.data.columns import ID_COL
@@ -229,8 +228,3 @@ def run_fold_job(job: FoldJob, outputs: dict[str, str]) -> dict:
     })
     io.write_json(metrics, outputs["metrics"])
     return metrics
-
-
-def summarise_history(history: list[dict]) -> pd.DataFrame:
-    """Per-epoch learning curve as a table (for reports)."""
-    return pd.DataFrame(history)
