@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
-# torch first, pinned to a CPU build pip can take locally; the package's own range accepts it.
-TORCH_SPEC ?= torch==2.13.0
+# torch and torchvision first, as a pair that imports together (timm needs torchvision; a
+# torchvision picked by pip beside another torch build fails to import). The package's ranges accept it.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: install demo test test-cluster lint bench clean dag
 
@@ -13,7 +14,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet $(TORCH_SPEC)
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
