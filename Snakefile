@@ -13,7 +13,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the default; a --configfile (configs/winner.yaml, configs/tox21.yaml...) replaces it
+# instead of being merged into it, so a preset never inherits the demo's models or fold schemes.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "report/workflow.rst"
@@ -24,6 +28,7 @@ include: "rules/data.smk"
 include: "rules/folds.smk"
 include: "rules/features.smk"
 include: "rules/train.smk"
+include: "rules/tune.smk"
 include: "rules/blend.smk"
 include: "rules/report.smk"
 
@@ -32,6 +37,8 @@ wildcard_constraints:
     model="|".join(map(re.escape, MODELS)),
     scheme="|".join(map(re.escape, FOLD_SCHEMES)),
     fset="|".join(map(re.escape, FEATURE_SETS)),
+    fmap="|".join(map(re.escape, FEATURE_MAPS)) or "(?!)",
+    study="|".join(map(re.escape, TUNE_STUDIES)) or "(?!)",
     seed=r"\d+",
     fold=r"\d+",
 

@@ -18,6 +18,7 @@ rule blend:
         runtime=rule_resource("blend", "runtime"),
     params:
         blend=config["blend"],
+        metric=config["data"]["metric"],
         members=blend_members(config),
     script:
         "../scripts/blend.py"

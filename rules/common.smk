@@ -3,6 +3,7 @@
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 # This process imports the workflow's own source tree. Job scripts find it through the installed
 # package or, inside a `--sdm conda` environment, through the scripts/moastack link to src/moastack.
@@ -13,7 +14,9 @@ from moastack.config import (
     check_config,
     validate_schema,
     collect_slice,
+    data_slice,
     model_jobs,
+    tune_slice,
     resources_for,
     train_slice,
     wants_gpu,
@@ -29,6 +32,8 @@ RESULTS = "results"
 MODELS = list(config["models"])
 FOLD_SCHEMES = list(config["folds"])
 FEATURE_SETS = list(config["features"])
+FEATURE_MAPS = list(config.get("feature_maps", {}))
+TUNE_STUDIES = list(config.get("tune", {}))
 
 
 def get_final_outputs():
@@ -37,6 +42,7 @@ def get_final_outputs():
         f"{RESULTS}/blend/score.json",
         f"{RESULTS}/report/index.html",
         *expand(f"{RESULTS}/models/{{model}}/score.json", model=MODELS),
+        *expand(f"{RESULTS}/tune/{{study}}/best.json", study=TUNE_STUDIES),
     ]
 
 
@@ -66,6 +72,23 @@ def get_train_input(wildcards):
         inputs["init_model"] = (
             f"{job_dir(m['init_from'], wildcards.seed, wildcards.fold)}/model.pt"
         )
+    if "feature_map" in m:
+        inputs["feature_map"] = f"{RESULTS}/feature_maps/{m['feature_map']}/map.npz"
+    if "params_from" in m:
+        inputs["tuned_params"] = f"{RESULTS}/{m['params_from']}/best.json"
+    return inputs
+
+
+def feature_map_input(wildcards):
+    fset = config["feature_maps"][wildcards.fmap]["features"]
+    return f"{RESULTS}/features/{fset}/train.parquet"
+
+
+def get_tune_input(wildcards):
+    """A study fits its base model's folds in-process: the inputs of that model's train jobs."""
+    model = config["tune"][wildcards.study]["model"]
+    inputs = get_train_input(SimpleNamespace(model=model, seed=0, fold=0))
+    inputs.pop("tuned_params", None)  # the study starts from the model's own params
     return inputs
 
 

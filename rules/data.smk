@@ -12,6 +12,6 @@ rule prepare:
         mem_mb=rule_resource("prepare", "mem_mb"),
         runtime=rule_resource("prepare", "runtime"),
     params:
-        data=config["data"],
+        data=data_slice(config),
     script:
         "../scripts/prepare.py"

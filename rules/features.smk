@@ -20,3 +20,25 @@ rule features:
         spec=lambda wildcards: config["features"][wildcards.fset],
     script:
         "../scripts/features.py"
+
+
+rule feature_map:
+    input:
+        train=feature_map_input,
+    output:
+        fmap=f"{RESULTS}/feature_maps/{{fmap}}/map.npz",
+        png=f"{RESULTS}/report/feature_maps/{{fmap}}.png",
+    log:
+        f"{RESULTS}/logs/feature_maps/{{fmap}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/feature_maps/{{fmap}}.tsv"
+    conda:
+        "../envs/moastack.yaml"
+    threads: rule_resource("feature_map", "threads")
+    resources:
+        mem_mb=rule_resource("feature_map", "mem_mb"),
+        runtime=rule_resource("feature_map", "runtime"),
+    params:
+        spec=lambda wildcards: config["feature_maps"][wildcards.fmap],
+    script:
+        "../scripts/feature_map.py"

@@ -2,6 +2,7 @@ rule folds:
     input:
         targets=f"{RESULTS}/data/train_targets_scored.parquet",
         drugs=f"{RESULTS}/data/train_drug.parquet",
+        train_features=f"{RESULTS}/data/train_features.parquet",
     output:
         f"{RESULTS}/folds/{{scheme}}.parquet",
     log:

@@ -21,6 +21,10 @@ REPORT_INPUT = {
     "blend_oof": f"{RESULTS}/blend/oof.parquet",
     "targets": f"{RESULTS}/data/train_targets_scored.parquet",
     "train_features": f"{RESULTS}/data/train_features.parquet",
+    "feature_maps": expand(
+        f"{RESULTS}/report/feature_maps/{{fmap}}.png",
+        fmap=sorted({m["feature_map"] for m in config["models"].values() if "feature_map" in m}),
+    ),
 }
 
 

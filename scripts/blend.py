@@ -10,5 +10,6 @@ members = {
         snakemake.params.members, snakemake.input.oof, snakemake.input.test, snakemake.input.score
     )
 }
-score = run_blend(members, snakemake.input.targets, snakemake.params.blend, dict(snakemake.output.items()))
-log.info("blend CV %.6f (best member %s)", score["value"], score["best_member"])
+score = run_blend(members, snakemake.input.targets, snakemake.params.blend, dict(snakemake.output.items()),
+                  metric=snakemake.params.metric)
+log.info("blend CV %s %.6f (best member %s)", score["metric"], score["value"], score["best_member"])

@@ -20,5 +20,6 @@ score = collect_model(
     snakemake.input.targets,
     snakemake.params.collect["folds"],
     dict(snakemake.output.items()),
+    metric=snakemake.params.collect["metric"],
 )
 log.info("%s: CV %s %.6f", snakemake.wildcards.model, score["metric"], score["value"])

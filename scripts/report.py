@@ -14,5 +14,6 @@ inputs = ReportInputs(
     blend_oof=snakemake.input.blend_oof,
     targets=snakemake.input.targets,
     train_features=snakemake.input.train_features,
+    feature_maps=list(snakemake.input.feature_maps),
 )
 build_report(inputs, dict(snakemake.output.items()), worst_targets=snakemake.params.report["worst_targets"])

@@ -3,9 +3,12 @@
 from moastack.jobs import setup_job
 from moastack.stacking import MetaInputs
 from moastack.train import FoldJob, run_fold_job
+from moastack.tuning import merge_tuned_params
 
 setup_job(snakemake.log[0], snakemake.threads)
-model_cfg = snakemake.params.model
+model_cfg = dict(snakemake.params.model)
+if "tuned_params" in snakemake.input.keys():  # params_from: tune/<study>
+    model_cfg["params"] = merge_tuned_params(model_cfg.get("params"), snakemake.input.tuned_params)
 job = FoldJob(
     model_name=snakemake.wildcards.model,
     model_cfg=model_cfg,
@@ -24,5 +27,6 @@ job = FoldJob(
     threads=snakemake.threads,
     scored_targets=snakemake.input.scored_targets,
     init_model=snakemake.input.get("init_model"),
+    feature_map=snakemake.input.get("feature_map"),
 )
 run_fold_job(job, dict(snakemake.output.items()))

@@ -1,8 +1,10 @@
 """Blend weights searched on out-of-fold predictions.
 
-Weights are non-negative and sum to 1 (a convex blend), and minimise the OOF mean log loss. Two
-searches, as the winners used: scipy's SLSQP with the analytic gradient, and Optuna's TPE sampler
-over unnormalised weights. Members must share one fold scheme: OOF predictions of different
+Weights are non-negative and sum to 1 (a convex blend). Two searches, as the winners used: scipy's
+SLSQP with the analytic gradient of the OOF mean log loss, and Optuna's TPE sampler over unnormalised
+weights, which optimises the run's metric itself (``data.metric``). For a rank metric such as ROC-AUC,
+SLSQP's log loss is a smooth surrogate (a step-shaped AUC has no gradient to follow) and TPE is the
+direct search; both results are written, the first listed method's weights are applied. Members must share one fold scheme: OOF predictions of different
 assignments are not comparable row by row.
 """
 
@@ -13,7 +15,7 @@ import logging
 import numpy as np
 from scipy.optimize import minimize
 
-from moastack.metrics import EPS
+from moastack.metrics import EPS, METRICS, metric_value
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,16 @@ class BlendObjective:
         return self.P @ d
 
 
+class MetricObjective:
+    """Any metric of :mod:`moastack.metrics` of the weighted blend (no gradient: for TPE)."""
+
+    def __init__(self, y: np.ndarray, members: list[np.ndarray], metric: str) -> None:
+        self.y, self.members, self.metric = y, members, metric
+
+    def __call__(self, w: np.ndarray) -> float:
+        return metric_value(self.metric, self.y, apply_weights(w, self.members))
+
+
 def search_slsqp(objective: BlendObjective, n_members: int) -> np.ndarray:
     """Convex weights by SLSQP from the uniform blend."""
     x0 = np.full(n_members, 1.0 / n_members)
@@ -65,13 +77,13 @@ def search_slsqp(objective: BlendObjective, n_members: int) -> np.ndarray:
     return normalise(w)
 
 
-def search_optuna_tpe(objective: BlendObjective, n_members: int, n_trials: int, seed: int) -> np.ndarray:
+def search_optuna_tpe(objective, n_members: int, n_trials: int, seed: int, direction: str = "minimize") -> np.ndarray:
     """Convex weights by Optuna's TPE sampler (seeded), sampling raw weights and normalising."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed)
-    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study = optuna.create_study(direction=direction, sampler=sampler)
     study.enqueue_trial({f"w{i}": 1.0 for i in range(n_members)})
 
     def trial_loss(trial) -> float:
@@ -105,13 +117,18 @@ def search_weights(
     n_trials: int = 200,
     seed: int = 0,
     drop_threshold: float = 0.0,
+    metric: str = "log_loss",
 ) -> np.ndarray:
-    """Weights for ``members`` (arrays shaped like ``y``) by ``method``."""
+    """Weights for ``members`` (arrays shaped like ``y``) by ``method``; TPE optimises ``metric``."""
     objective = BlendObjective(y, members)
     if method == "slsqp":
         w = search_slsqp(objective, len(members))
     elif method == "optuna_tpe":
-        w = search_optuna_tpe(objective, len(members), n_trials, seed)
+        tpe_objective, direction = objective, "minimize"
+        if metric != "log_loss":
+            tpe_objective = MetricObjective(y, members, metric)
+            direction = "maximize" if METRICS[metric][1] else "minimize"
+        w = search_optuna_tpe(tpe_objective, len(members), n_trials, seed, direction)
     else:
         raise ValueError(f"unknown blend method {method!r}; known: {', '.join(METHODS)}")
     if drop_threshold > 0:
@@ -137,7 +154,10 @@ def check_same_scheme(schemes: dict[str, str]) -> str:
     return distinct[0]
 
 
-def run_blend(members: dict[str, dict[str, str]], targets_path: str, cfg: dict, outputs: dict[str, str]) -> dict:
+def run_blend(
+    members: dict[str, dict[str, str]], targets_path: str, cfg: dict, outputs: dict[str, str],
+    metric: str = "log_loss",
+) -> dict:
     """Search weights on OOF with every configured method, apply the first, write the outputs.
 
     ``members`` maps model name → {"oof", "test", "score"} paths of its collected outputs.
@@ -169,24 +189,26 @@ def run_blend(members: dict[str, dict[str, str]], targets_path: str, cfg: dict, 
     results = {}
     for method in methods:
         w = search_weights(y, member_oof, method, n_trials=cfg.get("n_trials", 200),
-                           seed=cfg.get("seed", 0), drop_threshold=threshold)
+                           seed=cfg.get("seed", 0), drop_threshold=threshold, metric=metric)
         results[method] = {
             "weights": {m: float(v) for m, v in zip(names, w)},
             "oof_log_loss": objective(w),
+            f"oof_{metric}": metric_value(metric, y, apply_weights(w, member_oof)),
             "dropped": [m for m, v in zip(names, w) if v == 0.0],
         }
-        log.info("blend %s: loss %.6f weights %s", method, results[method]["oof_log_loss"],
+        log.info("blend %s: %s %.6f weights %s", method, metric, results[method][f"oof_{metric}"],
                  {m: round(v, 4) for m, v in results[method]["weights"].items()})
     applied = methods[0]
     w = np.array([results[applied]["weights"][m] for m in names])
     blend_oof = apply_weights(w, member_oof).astype(np.float32)
     blend_test = apply_weights(w, member_test).astype(np.float32)
-    weights = {"fold_scheme": scheme, "applied": applied, "members": names, "methods": results}
+    weights = {"fold_scheme": scheme, "applied": applied, "metric": metric, "members": names, "methods": results}
+    sign = -1.0 if METRICS[metric][1] else 1.0  # best member: lowest loss, highest AUC
     score = score_record(
-        y, blend_oof, target_cols,
+        y, blend_oof, target_cols, metric=metric,
         model="blend", folds_scheme=scheme, method=applied,
         members={m: scores[m]["value"] for m in names},
-        best_member=min(names, key=lambda m: scores[m]["value"]),
+        best_member=min(names, key=lambda m: sign * scores[m]["value"]),
     )
     io.write_json(weights, outputs["weights"])
     io.write_parquet(prediction_frame(train_ids, blend_oof, target_cols), outputs["oof"])

@@ -11,7 +11,7 @@ import pandas as pd
 
 from moastack import io
 from moastack.data.columns import ID_COL
-from moastack.metrics import per_target_log_loss, score_record
+from moastack.metrics import metric_value, score_record
 from moastack.targets import prediction_frame
 
 
@@ -40,6 +40,7 @@ def collect_model(
     targets_path: str,
     fold_scheme: str,
     outputs: dict[str, str],
+    metric: str = "log_loss",
 ) -> dict:
     """Write the model's oof/test Parquet and score.json; keys of the path dicts are (seed, fold)."""
     targets_table = io.read_parquet(targets_path)
@@ -69,10 +70,10 @@ def collect_model(
         seed_values = seed_oof.to_numpy()
         for f in folds:
             rows = row_of.get_indexer(fold_ids[(seed, f)])
-            fold_losses[f"seed{seed}/fold{f}"] = float(np.nanmean(per_target_log_loss(y[rows], seed_values[rows])))
+            fold_losses[f"seed{seed}/fold{f}"] = metric_value(metric, y[rows], seed_values[rows])
     values = np.array(list(fold_losses.values()))
     score = score_record(
-        y, oof, target_cols,
+        y, oof, target_cols, metric=metric,
         model=model_name,
         folds_scheme=fold_scheme,
         seeds=seeds,

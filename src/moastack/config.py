@@ -112,7 +112,15 @@ def check_config(config: dict) -> None:
             _check_init_from(models, name, m)
         if m.get("meta_only") and not m.get("meta"):
             raise ConfigError(f"models.{name}.meta_only is true but models.{name}.meta lists no model")
+        _check_feature_map(config, name, m)
+        if "params_from" in m:
+            study = m["params_from"].split("/", 1)[1]
+            if study not in config.get("tune", {}):
+                raise ConfigError(f"models.{name}.params_from: no study {study!r} under tune; defined: "
+                                  f"{', '.join(config.get('tune', {})) or 'none'}")
     _stacking_order(models)
+    _check_tune(config)
+    _check_data(config)
     blend = config["blend"]
     if blend["folds"] not in folds:
         raise ConfigError(f"blend.folds: unknown fold scheme {blend['folds']!r}; defined: {', '.join(folds)}")
@@ -128,6 +136,62 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"blend.members: {member} predicts non-scored targets; only scored models can be blended")
     if not blend_members(config):
         raise ConfigError(f"blend: no model predicts scored targets on fold scheme {blend['folds']!r}")
+
+
+def _check_feature_map(config: dict, name: str, m: dict) -> None:
+    """A DeepInsight model needs a map of its own feature set's columns; other models take none."""
+    maps = config.get("feature_maps", {})
+    if m["arch"] == "deepinsight" and "feature_map" not in m:
+        raise ConfigError(f"models.{name}: arch deepinsight needs feature_map (a name under feature_maps)")
+    if "feature_map" not in m:
+        return
+    if m["arch"] != "deepinsight":
+        raise ConfigError(f"models.{name}.feature_map: only arch deepinsight renders images, not {m['arch']}")
+    fmap = m["feature_map"]
+    if fmap not in maps:
+        raise ConfigError(f"models.{name}.feature_map: unknown map {fmap!r}; defined: {', '.join(maps) or 'none'}")
+    if maps[fmap]["features"] != m["features"]:
+        raise ConfigError(
+            f"models.{name}.feature_map: map {fmap!r} places the columns of feature set "
+            f"{maps[fmap]['features']!r} but the model reads {m['features']!r}"
+        )
+    if m.get("meta") or m.get("fold_steps"):
+        raise ConfigError(f"models.{name}: a deepinsight model cannot add meta features or fold_steps "
+                          "(its image map covers the feature set's columns only)")
+
+
+def _check_tune(config: dict) -> None:
+    for study, t in config.get("tune", {}).items():
+        if t["model"] not in config["models"]:
+            raise ConfigError(f"tune.{study}.model: unknown model {t['model']!r}")
+        base = config["models"][t["model"]]
+        if "init_from" in base or base.get("params_from", f"tune/{study}") != f"tune/{study}":
+            raise ConfigError(f"tune.{study}.model: {t['model']} starts from another model's weights or "
+                              "study; tune a model that trains from scratch on its own params")
+        k = config["folds"][config["models"][t["model"]]["folds"]]["k"]
+        bad = [f for f in t.get("folds", []) if f >= k]
+        if bad:
+            raise ConfigError(f"tune.{study}.folds: folds {bad} do not exist (the scheme has k={k})")
+        for param, spec in t["space"].items():
+            kind = spec["type"]
+            if kind == "categorical" and "choices" not in spec:
+                raise ConfigError(f"tune.{study}.space.{param}: categorical needs choices")
+            if kind in ("int", "float") and not ("low" in spec and "high" in spec and spec["low"] <= spec["high"]):
+                raise ConfigError(f"tune.{study}.space.{param}: {kind} needs low <= high")
+
+
+def _check_data(config: dict) -> None:
+    data = config["data"]
+    if data["source"] == "table" and "table" not in data:
+        raise ConfigError("data.table: required when data.source is table (path, id_column, label_columns)")
+    smiles = (data.get("table") or {}).get("smiles_column") if data["source"] == "table" else None
+    for scheme, f in config["folds"].items():
+        if f["method"] == "scaffold" and not smiles:
+            raise ConfigError(f"folds.{scheme}: scaffold folds need molecules: data.source table with "
+                              "data.table.smiles_column")
+        if f["method"] == "drug_aware" and data["source"] == "table":
+            raise ConfigError(f"folds.{scheme}: drug_aware folds need lish-moa's train_drug table; "
+                              "use scaffold or multilabel_stratified for a table source")
 
 
 def _check_init_from(models: dict, name: str, m: dict) -> None:
@@ -178,9 +242,27 @@ def train_slice(config: dict, model: str) -> dict:
     return m
 
 
+def data_slice(config: dict) -> dict:
+    """What prepare depends on: the source, not the task's metric (changing the metric rescores only)."""
+    return {k: v for k, v in config["data"].items() if k not in ("metric", "task")}
+
+
 def collect_slice(config: dict, model: str) -> dict:
     m = config["models"][model]
-    return {"folds": m["folds"], "seeds": list(m["seeds"]), "targets": m.get("targets", "scored")}
+    return {"folds": m["folds"], "seeds": list(m["seeds"]), "targets": m.get("targets", "scored"),
+            "metric": config["data"]["metric"]}
+
+
+def tune_slice(config: dict, study: str) -> dict:
+    """What a tuning study depends on: its block, its base model's train slice and the metric."""
+    t = copy.deepcopy(config["tune"][study])
+    t.setdefault("metric", config["data"]["metric"])
+    return {"study": study, "tune": t, "model": train_slice(config, t["model"]), "model_name": t["model"]}
+
+
+def tune_studies_used(config: dict) -> list[str]:
+    """Studies some model takes its params from (the others run only when asked for)."""
+    return sorted({m["params_from"].split("/", 1)[1] for m in config["models"].values() if "params_from" in m})
 
 
 def resources_for(config: dict, rule: str, model: str | None = None) -> dict:

@@ -43,6 +43,19 @@ def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> p
     return pd.read_parquet(path, columns=columns, engine="pyarrow")
 
 
+def parquet_columns(path: str | os.PathLike) -> list[str]:
+    """Column names of a Parquet file, from its footer (no data read)."""
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
+def read_present_columns(path: str | os.PathLike, columns: list[str]) -> pd.DataFrame:
+    """The listed columns that the file has (tables of other tasks lack e.g. lish-moa's ``cp_type``)."""
+    present = set(parquet_columns(path))
+    return read_parquet(path, columns=[c for c in columns if c in present])
+
+
 def write_json(obj: Any, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")

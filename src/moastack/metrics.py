@@ -1,9 +1,13 @@
-"""The competition metric: mean over targets of binary log loss, clipped at 1e-15.
+"""The competition metric: mean over targets of binary log loss, clipped at 1e-15; plus ROC-AUC and PR-AUC.
 
-Missing labels (NaN) are ignored per target, so the same function serves tables with gaps.
+Missing labels (NaN) are ignored per target, so the same functions serve tables with gaps (Tox21).
+lish-moa is scored by log loss; Tox21 and most molecular benchmarks by mean ROC-AUC, which ranks
+rather than calibrates. ``METRICS`` names them all, with whether greater is better.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -30,13 +34,87 @@ def mean_log_loss(y_true: np.ndarray, y_pred: np.ndarray, eps: float = EPS) -> f
     return float(np.nanmean(per_target_log_loss(y_true, y_pred, eps)))
 
 
-def score_record(y_true: np.ndarray, y_pred: np.ndarray, targets: list[str], **extra) -> dict:
-    """A ``score.json`` body: metric name, value, per-target losses and the row count."""
-    losses = per_target_log_loss(y_true, y_pred)
+def _per_target_ranking(score: Callable, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """``score`` (an sklearn ranking metric) per column on its labelled cells.
+
+    NaN for a column without a labelled 0 and 1, or with soft (non 0/1) truth, which ranking metrics
+    cannot score.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"shape mismatch: truth {y_true.shape} vs predictions {y_pred.shape}")
+    if y_true.ndim == 1:
+        y_true, y_pred = y_true[:, None], y_pred[:, None]
+    out = np.full(y_true.shape[1], np.nan)
+    for j in range(y_true.shape[1]):
+        labelled = ~np.isnan(y_true[:, j])
+        y = y_true[labelled, j]
+        pos, neg = y == 1, y == 0
+        if pos.any() and neg.any() and (pos | neg).all():
+            out[j] = score(y, y_pred[labelled, j])
+    return out
+
+
+def per_target_roc_auc(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """ROC-AUC of each column on its labelled cells; NaN for a column without a labelled 0 and 1."""
+    from sklearn.metrics import roc_auc_score
+
+    return _per_target_ranking(roc_auc_score, y_true, y_pred)
+
+
+def per_target_average_precision(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Average precision (PR-AUC) of each column on its labelled cells; NaN as for ROC-AUC."""
+    from sklearn.metrics import average_precision_score
+
+    return _per_target_ranking(average_precision_score, y_true, y_pred)
+
+
+#: metric name -> (per-target function, greater_is_better)
+METRICS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], bool]] = {
+    "log_loss": (per_target_log_loss, False),
+    "roc_auc": (per_target_roc_auc, True),
+    "pr_auc": (per_target_average_precision, True),
+}
+
+
+def _metric(name: str) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], bool]:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise ValueError(f"unknown metric {name!r}; known: {sorted(METRICS)}") from None
+
+
+def _nanmean(values: np.ndarray) -> float:
+    """Mean over targets that have a value; NaN (not a warning) when none has."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def metric_value(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean over targets (NaN targets skipped) of metric ``name``."""
+    return _nanmean(_metric(name)[0](y_true, y_pred))
+
+
+def score_record(
+    y_true: np.ndarray, y_pred: np.ndarray, targets: list[str], metric: str = "log_loss", **extra
+) -> dict:
+    """A ``score.json`` body: the chosen metric's name (``mean_<metric>``), value and per-target values,
+    whether greater is better, the means and per-target values of every metric, and the row count.
+
+    With the default metric this is ``{"metric": "mean_log_loss", ...}`` as before; ``value`` and
+    ``per_target`` always belong to the chosen metric, so compare ``value`` with ``greater_is_better``.
+    """
+    _metric(metric)
+    per_all = {name: fn(y_true, y_pred) for name, (fn, _) in METRICS.items()}
+    chosen = per_all[metric]
     return {
-        "metric": "mean_log_loss",
-        "value": float(np.nanmean(losses)),
-        "per_target": {t: float(v) for t, v in zip(targets, losses)},
+        "metric": f"mean_{metric}",
+        "value": _nanmean(chosen),
+        "greater_is_better": METRICS[metric][1],
+        "per_target": {t: float(v) for t, v in zip(targets, chosen)},
+        "metrics": {name: _nanmean(v) for name, v in per_all.items()},
+        "per_target_all": {name: {t: float(x) for t, x in zip(targets, v)} for name, v in per_all.items()},
         "n": int(len(y_true)),
         **extra,
     }

@@ -38,7 +38,7 @@ from moastack.data.columns import ID_COL
 from moastack.data.validate import InputError, _read_csv, validate_features
 from moastack.models.base import FitContext, resolve_device
 from moastack.stacking import meta_feature_names
-from moastack.targets import control_mask, prediction_frame
+from moastack.targets import control_rows, prediction_frame
 from moastack.train import job_input_matrix, predict_rows
 
 log = logging.getLogger(__name__)
@@ -263,7 +263,7 @@ def predict_frame(
     n = len(features)
     batches = list(_batches(n, batch_size))
     context = FitContext(seed=0, device=_device(device), threads=threads, logger=log)
-    is_control = control_mask(features["cp_type"])
+    is_control = control_rows(features)
     feature_sets = sorted({m.feature_set for m in plan.models.values()})
     progress = progress or Progress(0, enabled=False)
     progress.total = max((len(feature_sets) + plan.n_jobs) * len(batches), 1)  # one step per batch

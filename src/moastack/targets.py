@@ -31,6 +31,13 @@ def control_mask(cp_type: pd.Series | np.ndarray) -> np.ndarray:
     return np.asarray(cp_type) == CONTROL
 
 
+def control_rows(features: pd.DataFrame) -> np.ndarray:
+    """The control mask of a feature table; all False for tasks without ``cp_type`` (Tox21, regression)."""
+    if "cp_type" not in features.columns:
+        return np.zeros(len(features), dtype=bool)
+    return control_mask(features["cp_type"])
+
+
 def prediction_frame(sig_ids, values: np.ndarray, targets: list[str]) -> pd.DataFrame:
     """The Parquet prediction contract: sig_id + one float32 column per target, in [0, 1]."""
     values = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)

@@ -20,7 +20,7 @@ from moastack.metrics import mean_log_loss
 from moastack.models.base import FitContext, resolve_device
 from moastack.models.registry import build_model
 from moastack.stacking import MetaInputs, add_meta_features, job_inputs
-from moastack.targets import control_mask, prediction_frame, select_target_columns
+from moastack.targets import control_rows, prediction_frame, select_target_columns
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class FoldJob:
     scored_targets: str | None = None
     #: transfer learning: the source model's file of the same seed × fold
     init_model: str | None = None
+    #: DeepInsight: the fitted feature map (features -> pixels) of the model's feature set
+    feature_map: str | None = None
 
 
 @dataclass
@@ -77,8 +79,8 @@ def load_fold_data(job: FoldJob) -> FoldData:
     test = io.read_parquet(job.features_test)
     folds = io.read_parquet(job.folds)
     targets = io.read_parquet(job.targets)
-    cp_train = io.read_parquet(job.train_features, columns=[ID_COL, "cp_type"])
-    cp_test = io.read_parquet(job.test_features, columns=[ID_COL, "cp_type"])
+    cp_train = io.read_present_columns(job.train_features, [ID_COL, "cp_type"])
+    cp_test = io.read_present_columns(job.test_features, [ID_COL, "cp_type"])
 
     train_ids = train[ID_COL].to_numpy()
     for what, frame in (("folds", folds), ("targets", targets), ("train_features", cp_train)):
@@ -91,8 +93,8 @@ def load_fold_data(job: FoldJob) -> FoldData:
     is_valid = fold == job.fold
     if not is_valid.any():
         raise ValueError(f"fold {job.fold} has no rows in {job.folds}")
-    train_ctl = control_mask(cp_train["cp_type"])
-    test_ctl = control_mask(cp_test["cp_type"])
+    train_ctl = control_rows(cp_train)
+    test_ctl = control_rows(cp_test)
 
     feature_cols = [c for c in train.columns if c != ID_COL]
     meta_transform = None
@@ -169,6 +171,8 @@ def predict_rows(model, X: np.ndarray, is_control: np.ndarray, context: FitConte
 
     Used for the job's OOF and test tables and by ``moastack predict`` on new rows.
     """
+    if len(X) == 0:  # a task without test rows: shape (0, t) from one dummy row (some estimators refuse 0 rows)
+        return np.asarray(model.predict(np.zeros((1, X.shape[1]), np.float32), context), np.float32)[:0]
     pred = np.asarray(model.predict(X, context), dtype=np.float32)
     pred[np.asarray(is_control, dtype=bool)] = 0.0
     return np.clip(pred, 0.0, 1.0)
@@ -193,6 +197,13 @@ def run_fold_job(job: FoldJob, outputs: dict[str, str]) -> dict:
             raise ValueError(f"model {job.model_name}: arch {job.model_cfg['arch']} does not support init_from")
         model.init_state_ = model.load_init_state(job.init_model)
         log.info("model %s: starting from the weights in %s", job.model_name, job.init_model)
+    if job.feature_map:
+        from moastack.deepinsight.feature_map import FeatureMap
+
+        model.feature_map_ = FeatureMap.load(job.feature_map)
+        if list(model.feature_map_.feature_names) != list(data.feature_names):
+            raise ValueError(f"model {job.model_name}: feature map {job.feature_map} places other columns than "
+                             "the model's feature set; rerun its feature_map rule")
     # Early stopping watches treated validation rows only: controls are forced to 0 anyway.
     es_rows = ~data.valid_is_control
     model.fit(data.X_train, data.Y_train, data.X_valid[es_rows], data.Y_valid[es_rows], context)

@@ -20,7 +20,7 @@ from moastack.io import write_parquet
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("synthetic", "dir")
+SOURCES = ("synthetic", "dir", "table")
 
 
 def _synthetic_spec(options: dict[str, Any] | None) -> SyntheticSpec:
@@ -56,8 +56,14 @@ def prepare(data_cfg: dict[str, Any], outputs: dict[str, str]) -> dict[str, pd.D
     missing = [name for name in C.TABLES if name not in outputs]
     if missing:
         raise ValueError(f"prepare: no output path for tables {missing}")
-    frames, files = load_source(data_cfg)
-    validated = validate_tables(frames, files)
+    if data_cfg.get("source") == "table":
+        from moastack.data.table import load_table_source
+
+        log.info("reading the table source %s", data_cfg["table"]["path"])
+        validated = load_table_source(data_cfg["table"])  # validated as it is read
+    else:
+        frames, files = load_source(data_cfg)
+        validated = validate_tables(frames, files)
     for name in C.TABLES:
         write_parquet(validated[name], outputs[name])
         log.info("wrote %s (%d rows, %d columns)", outputs[name], *validated[name].shape)

@@ -7,7 +7,8 @@ which is how inference turns NEW samples into model inputs without refitting: th
 saved with joblib as ``results/features/{set}/fitted.joblib``.
 
 The output is ``sig_id`` followed by float32 feature columns with stable names, in the input's row
-order; the raw ``cp_type``/``cp_time``/``cp_dose`` columns are dropped. Control rows are kept; the
+order; the raw ``cp_type``/``cp_time``/``cp_dose`` columns and string columns (SMILES, cell type) are
+dropped. Control rows are kept; the
 train jobs decide what to do with them.
 """
 
@@ -46,10 +47,19 @@ def make_step(spec: Mapping[str, Any]) -> FeatureStep:
 
 
 def _check_frame(df: pd.DataFrame, what: str) -> None:
-    """The frame must carry the key and metadata columns every step and the output rely on."""
-    missing = [c for c in NON_FEATURE_COLS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{what} frame lacks columns {missing}")
+    """The frame must carry the key every step and the output rely on (lish-moa's ``cp_*`` columns are
+    optional: tables of other tasks have none)."""
+    if ID_COL not in df.columns:
+        raise ValueError(f"{what} frame lacks the key column {ID_COL!r}")
+
+
+def _feature_columns(frame: pd.DataFrame) -> list[str]:
+    """Numeric columns that are not the key or raw metadata: string inputs such as SMILES or a cell
+    type are read by steps (fingerprints, encodings) but are never model inputs themselves."""
+    return [
+        c for c, dtype in frame.dtypes.items()
+        if c not in NON_FEATURE_COLS and (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype))
+    ]
 
 
 class FeatureSet(TransformerMixin, BaseEstimator):
@@ -85,7 +95,7 @@ class FeatureSet(TransformerMixin, BaseEstimator):
                 frame.shape[1],
             )
         self.steps_ = steps
-        self.feature_names_out_ = [c for c in frame.columns if c not in NON_FEATURE_COLS]
+        self.feature_names_out_ = _feature_columns(frame)
         return self
 
     def transform(self, df: pd.DataFrame) -> pd.DataFrame:

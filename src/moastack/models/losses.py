@@ -31,23 +31,36 @@ def label_mask(targets: torch.Tensor) -> torch.Tensor | None:
 
 
 def bce_with_logits(
-    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None, reduction: str = "mean"
+    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None, reduction: str = "mean",
+    pos_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """BCE on logits; with ``mask`` only labelled cells count ("mean" divides by their number).
 
     Without a mask this is exactly ``F.binary_cross_entropy_with_logits``, so the common case costs
     nothing extra. Unlabelled cells may hold NaN: they are replaced before the loss and zeroed after.
+    ``pos_weight`` (one factor per target) scales the positive term, for rare positives (Tox21).
     """
     if mask is None:
-        return F.binary_cross_entropy_with_logits(logits, targets, reduction=reduction)
+        return F.binary_cross_entropy_with_logits(logits, targets, reduction=reduction, pos_weight=pos_weight)
     safe_targets = torch.where(mask, targets, torch.zeros((), dtype=targets.dtype, device=targets.device))
-    cell = F.binary_cross_entropy_with_logits(logits, safe_targets, reduction="none")
+    cell = F.binary_cross_entropy_with_logits(logits, safe_targets, reduction="none", pos_weight=pos_weight)
     total = torch.where(mask, cell, torch.zeros((), dtype=cell.dtype, device=cell.device)).sum()
     if reduction == "sum":
         return total
     if reduction != "mean":
         raise ValueError(f"reduction must be 'mean' or 'sum' with a mask, got {reduction!r}")
     return total / mask.sum().clamp_min(1)
+
+
+def balanced_pos_weight(targets: torch.Tensor, max_weight: float = 50.0) -> torch.Tensor:
+    """Per-target ``negatives / positives`` over labelled cells, capped, 1 for a target with no positive:
+    each target's positives then weigh as much as its negatives in the loss."""
+    mask = ~torch.isnan(targets)
+    y = torch.nan_to_num(targets, nan=0.0)
+    pos = (y * mask).sum(dim=0)
+    neg = ((1 - y) * mask).sum(dim=0)
+    weight = torch.where(pos > 0, neg / pos.clamp_min(1e-12), torch.ones_like(pos))
+    return weight.clamp(1.0, max_weight)
 
 
 class SmoothBCEWithLogits(nn.Module):

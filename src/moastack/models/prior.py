@@ -17,7 +17,11 @@ class PriorModel(TabularModel):
 
     def fit(self, X, Y, X_valid, Y_valid, context: FitContext) -> PriorModel:
         clip = float(self.params.get("clip", 1e-5))
-        self.prior_ = np.clip(np.asarray(Y, dtype=np.float64).mean(axis=0), clip, 1 - clip).astype(np.float32)
+        Y = np.asarray(Y, dtype=np.float64)
+        labelled = ~np.isnan(Y)
+        # over labelled cells only (Tox21 has gaps); a target with no label at all gets 0.5
+        rate = np.where(labelled.any(axis=0), np.nansum(Y, axis=0) / np.maximum(labelled.sum(axis=0), 1), 0.5)
+        self.prior_ = np.clip(rate, clip, 1 - clip).astype(np.float32)
         return self
 
     def predict(self, X, context: FitContext | None = None) -> np.ndarray:

@@ -13,6 +13,7 @@ from moastack.models.base import TabularModel
 from moastack.models.prior import PriorModel
 from moastack.models.resnet import ResNet2H
 from moastack.models.simple_nn import SimpleNN
+from moastack.models.sklearn_models import RandomForestModel
 from moastack.models.tabnet import TabNetModel  # imports pytorch-tabnet only when a TabNet is fitted or loaded
 
 ARCHS: dict[str, type[TabularModel]] = {
@@ -20,15 +21,26 @@ ARCHS: dict[str, type[TabularModel]] = {
     "simple_nn": SimpleNN,
     "tabnet": TabNetModel,
     "resnet2h": ResNet2H,
+    "random_forest": RandomForestModel,
 }
+
+
+def _lazy_archs() -> dict[str, str]:
+    """Architectures whose module imports a heavy library (timm), loaded only when named."""
+    return {"deepinsight": "moastack.models.deepinsight:DeepInsightCNN"}
 
 
 def model_class(arch: str) -> type[TabularModel]:
     """The class registered for ``arch``; a ValueError names the known ones (likely a config typo)."""
-    try:
+    if arch in ARCHS:
         return ARCHS[arch]
-    except KeyError:
-        raise ValueError(f"unknown arch {arch!r}; known: {sorted(ARCHS)}") from None
+    lazy = _lazy_archs()
+    if arch in lazy:
+        import importlib
+
+        module, name = lazy[arch].split(":")
+        return getattr(importlib.import_module(module), name)
+    raise ValueError(f"unknown arch {arch!r}; known: {sorted([*ARCHS, *lazy])}")
 
 
 def build_model(arch: str, params: dict[str, Any] | None = None) -> TabularModel:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from moastack.models.base import FitContext, TabularModel
-from moastack.models.losses import SmoothBCEWithLogits, bce_with_logits, label_mask
+from moastack.models.losses import SmoothBCEWithLogits, balanced_pos_weight, bce_with_logits, label_mask
 
 SCHEDULERS = ("onecycle", "plateau", "none")
 AMP_DTYPES = {"auto": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
@@ -58,6 +58,9 @@ class TrainConfig:
     # Start the output layer at the training prior (logit of each target's mean): with rare
     # targets an unbiased head begins at p = 0.5 and spends its first epochs unlearning it.
     init_output_bias: bool = True
+    # "balanced": weight each target's positive cells by its negatives/positives ratio (capped at 50),
+    # for rare positives with a rank metric (Tox21's ROC-AUC); None: plain BCE, as lish-moa's log loss wants
+    pos_weight: str | None = None
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -68,6 +71,8 @@ class TrainConfig:
             raise ValueError("epochs, batch_size and eval_batch_size must be >= 1")
         if self.target_clip is not None:
             self.target_clip = (float(self.target_clip[0]), float(self.target_clip[1]))
+        if self.pos_weight not in (None, "balanced"):
+            raise ValueError(f"pos_weight must be null or 'balanced', got {self.pos_weight!r}")
 
     @classmethod
     def field_names(cls) -> set[str]:
@@ -299,6 +304,7 @@ def fit_module(
     log = context.logger
 
     module.to(device).train()
+    pos_weight = balanced_pos_weight(_to_device(Y, device)) if cfg.pos_weight == "balanced" else None
     X_t, Y_t, mask_t = _prepare_targets(X, Y, device)
     Y_t = SmoothBCEWithLogits(cfg.label_smoothing, cfg.target_clip).smooth(Y_t)  # once, not per batch
     has_valid = X_valid is not None and Y_valid is not None and len(X_valid) > 0
@@ -333,7 +339,7 @@ def fit_module(
             with autocast():
                 logits = module(X_buf[start:stop])
             m = None if M_buf is None else M_buf[start:stop]
-            loss = bce_with_logits(logits.float(), Y_buf[start:stop], m)
+            loss = bce_with_logits(logits.float(), Y_buf[start:stop], m, pos_weight=pos_weight)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)

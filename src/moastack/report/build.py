@@ -26,7 +26,8 @@ def draw_figures(data: ReportData) -> dict[str, bytes]:
     """PNG bytes of every figure (placeholders where there is nothing to plot)."""
     figs = {
         "correlation": F.correlation_figure(data.correlations),
-        "worst_targets": F.worst_targets_figure(data.worst_targets, data.blend["best_member"]),
+        "worst_targets": F.worst_targets_figure(data.worst_targets, data.blend["best_member"], data.metric,
+                                                controls=data.summary["n_controls"] > 0),
         "learning_curves": F.learning_curves_figure(data.curves),
         "fold_balance": F.fold_balance_figure(data.fold_balance),
     }
@@ -39,10 +40,15 @@ def default_outputs(out_dir: str | os.PathLike) -> dict[str, str]:
 
 
 def build_report(inputs: ReportInputs, outputs: dict[str, str], worst_targets: int = 20) -> ReportData:
-    """Write ``outputs["html"]`` (self-contained) and each figure's PNG to ``outputs[name]``."""
+    """Write ``outputs["html"]`` (self-contained) and each figure's PNG to ``outputs[name]``.
+
+    The DeepInsight feature maps (``inputs.feature_maps``) are embedded in the page only: they are written
+    by their own rule, so no copy goes to ``outputs``.
+    """
     data = gather(inputs, worst_targets)
-    log.info("report: %d models, %d correlation groups, %d worst targets, %d models with learning curves",
-             len(data.models), len(data.correlations), len(data.worst_targets), len(data.curves))
+    log.info("report: metric %s, %d models, %d correlation groups, %d worst targets, %d models with learning "
+             "curves, %d feature maps", data.metric.name, len(data.models), len(data.correlations),
+             len(data.worst_targets), len(data.curves), len(data.feature_maps))
     pngs = draw_figures(data)
     for name, png in pngs.items():
         if name in outputs:

@@ -6,7 +6,10 @@ numbers in the report are unit-testable without rendering anything.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +18,78 @@ import pandas as pd
 
 from moastack import io
 from moastack.data.columns import ID_COL
-from moastack.targets import control_mask
+from moastack.targets import control_rows
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------- metrics
+def _fixed(decimals: int) -> Callable[[object], str]:
+    def fmt(v) -> str:
+        if v is None or (isinstance(v, (float, np.floating)) and math.isnan(v)):
+            return "–"
+        return f"{float(v):.{decimals}f}"
+
+    return fmt
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How the report names, orders and prints one metric."""
+
+    name: str  # the config name (data.metric)
+    label: str  # for people: "log loss", "ROC-AUC"
+    greater_is_better: bool
+    fmt: Callable[[object], str]
+    description: str  # one phrase for the page's lead paragraph
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.greater_is_better else "lower is better"
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.greater_is_better else "↓"
+
+    def gain(self, better: float, than: float) -> float:
+        """How much ``better`` improves on ``than`` (positive: an improvement, whatever the direction)."""
+        return better - than if self.greater_is_better else than - better
+
+    def worst_first(self, values: pd.Series) -> pd.Series:
+        """``values`` from the worst to the best (highest loss / lowest AUC first), NaN last."""
+        return values.sort_values(ascending=self.greater_is_better, na_position="last", kind="stable")
+
+
+#: config metric name -> how the report shows it (one place; the order is the all-metrics table's)
+METRICS: dict[str, MetricInfo] = {
+    "log_loss": MetricInfo("log_loss", "log loss", False, _fixed(5),
+                           "mean column-wise binary log loss, the lish-moa metric"),
+    "roc_auc": MetricInfo("roc_auc", "ROC-AUC", True, _fixed(4), "mean over targets of the ROC-AUC"),
+    "pr_auc": MetricInfo("pr_auc", "PR-AUC (average precision)", True, _fixed(4),
+                         "mean over targets of the average precision (PR-AUC)"),
+    "mrrmse": MetricInfo("mrrmse", "MRRMSE", False, _fixed(4), "mean row-wise root mean squared error"),
+}
+#: names score.json files use for a metric other than its config name
+METRIC_ALIASES = {"mean_log_loss": "log_loss", "mean_roc_auc": "roc_auc", "mean_pr_auc": "pr_auc"}
+
+
+def _num(v) -> float:
+    """A JSON number as float; null (None) as NaN."""
+    return np.nan if v is None else float(v)
+
+
+def metric_info(name: str | None) -> MetricInfo:
+    """The :class:`MetricInfo` of a config or score.json metric name (missing: log loss, the old default)."""
+    name = METRIC_ALIASES.get(name or "log_loss", name or "log_loss")
+    if name not in METRICS:
+        log.warning("report: unknown metric %r; labelled as is and taken as lower is better", name)
+        return MetricInfo(name, name, False, _fixed(5), f"mean of {name}")
+    return METRICS[name]
+
+
+def run_metric(blend_score: dict, weights: dict) -> MetricInfo:
+    """The run's metric: the blend score.json's, else weights.json's, else log loss."""
+    return metric_info(blend_score.get("metric") or weights.get("metric"))
 
 
 @dataclass
@@ -30,7 +104,8 @@ class ReportInputs:
     blend_score: str
     blend_oof: str
     targets: str  # data/train_targets_scored.parquet
-    train_features: str  # data/train_features.parquet (cp_type)
+    train_features: str  # data/train_features.parquet (cp_type, where the task has one)
+    feature_maps: list[str] = field(default_factory=list)  # report/feature_maps/{name}.png (DeepInsight)
 
     @classmethod
     def from_results(cls, results: str | os.PathLike) -> ReportInputs:
@@ -47,6 +122,7 @@ class ReportInputs:
             blend_oof=str(results / "blend" / "oof.parquet"),
             targets=str(results / "data" / "train_targets_scored.parquet"),
             train_features=str(results / "data" / "train_features.parquet"),
+            feature_maps=sorted(str(p) for p in results.glob("report/feature_maps/*.png")),
         )
         missing = [p for p in inputs.files() if not Path(p).is_file()]
         if not scores:
@@ -57,7 +133,7 @@ class ReportInputs:
 
     def files(self) -> list[str]:
         return [*self.scores, *self.oofs, *self.metrics, *self.folds, self.blend_weights, self.blend_score,
-                self.blend_oof, self.targets, self.train_features]
+                self.blend_oof, self.targets, self.train_features, *self.feature_maps]
 
 
 @dataclass
@@ -82,11 +158,17 @@ class ReportData:
     curves: dict[str, list[dict]]  # model -> [{seed, fold, history}]
     fold_balance: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    metric: MetricInfo = field(default_factory=lambda: METRICS["log_loss"])
+    mean_correlation: pd.DataFrame = field(default_factory=pd.DataFrame)  # model, its mean r with the others
+    all_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)  # models (+ blend) × every metric's mean
+    per_target: pd.DataFrame = field(default_factory=pd.DataFrame)  # targets × models (+ blend), run metric
+    feature_maps: list[tuple[str, bytes]] = field(default_factory=list)  # (map name, PNG bytes)
 
 
 # ------------------------------------------------------------------------------------------ models
 def model_table(scores: list[dict], jobs: dict[str, list[dict]], weights: dict) -> pd.DataFrame:
-    """One row per model: CV (OOF) log loss, mean ± std over folds, seeds, folds, train time, weight."""
+    """One row per model: CV (OOF) score of the run's metric, mean ± std over folds, seeds, folds, train
+    time, blend weight."""
     applied = weights["methods"][weights["applied"]]["weights"]
     rows = []
     for s in scores:
@@ -130,18 +212,32 @@ def learning_curves(jobs: dict[str, list[dict]], models: list[str]) -> dict[str,
 
 
 # ------------------------------------------------------------------------------------------- blend
-def blend_tables(weights: dict, score: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Weights (members × methods), per-method OOF loss and dropped members, and the blend summary."""
+def method_columns(metric: MetricInfo) -> list[str]:
+    """The score columns of :func:`blend_tables`' per-method table: the run's metric, then the SLSQP
+    objective (log loss) when the metric is another one."""
+    cols = [f"OOF {metric.label}"]
+    return cols if metric.name == "log_loss" else [*cols, "OOF log loss (SLSQP objective)"]
+
+
+def blend_tables(
+    weights: dict, score: dict, metric: MetricInfo | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Weights (members × methods), per-method OOF scores and dropped members, and the blend summary."""
+    metric = metric or run_metric(score, weights)
     members, methods = weights["members"], list(weights["methods"])
     table = pd.DataFrame(
         {m: [weights["methods"][m]["weights"][x] for x in members] for m in methods}, index=members
     )
     table.index.name = "member"
-    per_method = pd.DataFrame([
-        {"method": m, "applied": m == weights["applied"], "oof log loss": weights["methods"][m]["oof_log_loss"],
-         "dropped": ", ".join(weights["methods"][m].get("dropped", [])) or "none"}
-        for m in methods
-    ])
+    rows = []
+    for m in methods:
+        result = weights["methods"][m]
+        row = {"method": m, "applied": m == weights["applied"]}
+        values = [result.get(f"oof_{metric.name}", np.nan), result.get("oof_log_loss", np.nan)]
+        row.update({c: float(v) for c, v in zip(method_columns(metric), values)})
+        row["dropped"] = ", ".join(result.get("dropped", [])) or "none"
+        rows.append(row)
+    per_method = pd.DataFrame(rows, columns=["method", "applied", *method_columns(metric), "dropped"])
     member_scores = score.get("members", {})
     best = score.get("best_member")
     summary = {
@@ -151,6 +247,8 @@ def blend_tables(weights: dict, score: dict) -> tuple[pd.DataFrame, pd.DataFrame
         "best_member": best,
         "best_member_value": member_scores.get(best),
         "member_scores": member_scores,
+        "gain": (np.nan if best is None or member_scores.get(best) is None
+                 else metric.gain(float(score["value"]), float(member_scores[best]))),
     }
     return table, per_method, summary
 
@@ -199,27 +297,87 @@ def correlation_groups(oofs: dict[str, pd.DataFrame], treated: pd.Series) -> tup
     return groups, alone
 
 
+def mean_other_correlation(groups: list[CorrelationGroup]) -> pd.DataFrame:
+    """Per model, the mean of its row of the correlation matrix off the diagonal (its mean correlation with
+    the other models of its target set; undefined pairs skipped), least correlated first."""
+    rows = []
+    for group in groups:
+        m = group.matrix.to_numpy(dtype=np.float64)
+        for i, name in enumerate(group.matrix.index):
+            others = np.delete(m[i], i)
+            finite = others[np.isfinite(others)]
+            rows.append({"model": name, "target set": group.label, "other models": len(others),
+                         "mean r with the others": float(finite.mean()) if finite.size else np.nan})
+    table = pd.DataFrame(rows, columns=["model", "target set", "other models", "mean r with the others"])
+    return table.sort_values("mean r with the others", na_position="last", kind="stable").reset_index(drop=True)
+
+
 # ---------------------------------------------------------------------------------------- targets
+def worst_columns(metric: MetricInfo) -> tuple[str, str]:
+    """The names of :func:`worst_targets`' blend and best-member score columns."""
+    return f"blend {metric.label}", f"best member {metric.label}"
+
+
 def worst_targets(
     blend_score: dict, blend_oof: pd.DataFrame, targets: pd.DataFrame, treated: pd.Series,
-    best_member: dict | None, n: int,
+    best_member: dict | None, n: int, metric: MetricInfo | None = None,
 ) -> pd.DataFrame:
-    """The ``n`` targets where the blend's OOF log loss is highest, with positives and mean prediction."""
-    losses = pd.Series(blend_score["per_target"], dtype=np.float64).dropna().sort_values(ascending=False).head(n)
-    cols = list(losses.index)
+    """The ``n`` targets where the blend's OOF score is worst (highest loss, lowest AUC), with positives and
+    mean prediction; targets without a score (NaN, e.g. no AUC with one class) are left out."""
+    metric = metric or metric_info(blend_score.get("metric"))
+    blend_col, best_col = worst_columns(metric)
+    values = metric.worst_first(pd.Series(blend_score["per_target"], dtype=np.float64).dropna()).head(n)
+    cols = list(values.index)
     truth = targets.set_index(ID_COL)[cols]
     oof = blend_oof.set_index(ID_COL).reindex(truth.index)[cols]
-    rows = treated.reindex(truth.index).to_numpy()
+    rows = treated.reindex(truth.index).fillna(True).to_numpy(dtype=bool)
     table = pd.DataFrame({
         "target": cols,
-        "blend log loss": losses.to_numpy(),
-        "best member log loss": [np.nan if best_member is None else best_member["per_target"].get(c, np.nan)
-                                 for c in cols],
+        blend_col: values.to_numpy(),
+        best_col: [np.nan if best_member is None else _num(best_member["per_target"].get(c)) for c in cols],
         "positives": truth.sum(axis=0).astype(int).to_numpy(),
         "positive rate": truth[rows].mean(axis=0).to_numpy(),
-        "mean prediction": oof[rows].mean(axis=0).to_numpy(),
+        "mean prediction": oof[rows].where(truth[rows].notna()).mean(axis=0).to_numpy(),  # on labelled cells
     })
     return table
+
+
+def per_target_table(
+    scores: list[dict], blend_score: dict, targets: pd.DataFrame, metric: MetricInfo, max_targets: int = 40,
+) -> pd.DataFrame:
+    """Targets × (models + blend) of the run's metric, hardest target for the blend first; empty when the
+    blend scores more than ``max_targets`` targets. Models predicting none of the blend's targets are left
+    out; labelled and positives count the known labels of each target."""
+    blend = pd.Series({t: _num(v) for t, v in (blend_score.get("per_target") or {}).items()}, dtype=np.float64)
+    if blend.empty or len(blend) > max_targets:
+        return pd.DataFrame()
+    order = list(metric.worst_first(blend).index)
+    table = pd.DataFrame({"target": order})
+    truth = targets.set_index(ID_COL).reindex(columns=order)
+    table["labelled"] = truth.notna().sum(axis=0).to_numpy()
+    table["positives"] = truth.sum(axis=0, skipna=True).to_numpy()
+    for s in scores:
+        values = (s.get("per_target_all") or {}).get(metric.name) or s.get("per_target") or {}
+        if any(t in values for t in order):
+            table[s["model"]] = [_num(values.get(t)) for t in order]
+    table["blend"] = blend.reindex(order).to_numpy()
+    return table
+
+
+def all_metrics_table(scores: list[dict], blend_score: dict, metric: MetricInfo) -> pd.DataFrame:
+    """Models and the blend × every metric's mean from their score.json ``metrics`` (the run's metric from
+    ``value`` where a file lacks it); empty when no file carries ``metrics``. Columns are metric names."""
+    records = [*scores, {**blend_score, "model": "blend"}]
+    if not any(r.get("metrics") for r in records):
+        return pd.DataFrame()
+    names = list(dict.fromkeys(metric_info(k).name for r in records for k in r.get("metrics") or {}))
+    names = [n for n in METRICS if n in names] + [n for n in names if n not in METRICS]
+    rows = []
+    for r in records:
+        values = {metric_info(k).name: v for k, v in (r.get("metrics") or {}).items()}
+        values.setdefault(metric.name, r.get("value", np.nan))
+        rows.append({"model": r["model"], **{n: _num(values.get(n)) for n in names}})
+    return pd.DataFrame(rows, columns=["model", *names])
 
 
 # ------------------------------------------------------------------------------------------ folds
@@ -245,6 +403,17 @@ def fold_balance(folds: dict[str, pd.DataFrame], targets: pd.DataFrame, is_contr
 
 
 # -------------------------------------------------------------------------------------------- all
+def read_feature_maps(paths: list[str]) -> list[tuple[str, bytes]]:
+    """(name, PNG bytes) of each DeepInsight feature-map picture; the name is the file's stem."""
+    maps = []
+    for path in paths:
+        png = Path(path).read_bytes()
+        if png[:8] != b"\x89PNG\r\n\x1a\n":
+            raise ValueError(f"report: {path} is not a PNG file")
+        maps.append((Path(path).stem, png))
+    return maps
+
+
 def gather(inputs: ReportInputs, worst_n: int = 20) -> ReportData:
     """Read every input once and compute the report's tables."""
     scores = [io.read_json(p) for p in inputs.scores]
@@ -253,12 +422,13 @@ def gather(inputs: ReportInputs, worst_n: int = 20) -> ReportData:
     jobs = group_jobs([io.read_json(p) for p in inputs.metrics])
     weights, blend_score = io.read_json(inputs.blend_weights), io.read_json(inputs.blend_score)
     targets = io.read_parquet(inputs.targets)
-    cp = io.read_parquet(inputs.train_features, columns=[ID_COL, "cp_type"]).set_index(ID_COL)["cp_type"]
-    is_control = pd.Series(control_mask(cp), index=cp.index)
+    cp = io.read_present_columns(inputs.train_features, [ID_COL, "cp_type"])
+    is_control = pd.Series(control_rows(cp), index=cp[ID_COL].to_numpy())
     treated = ~is_control
     folds = {Path(p).stem: io.read_parquet(p) for p in inputs.folds}
 
-    weights_table, methods_table, blend = blend_tables(weights, blend_score)
+    metric = run_metric(blend_score, weights)
+    weights_table, methods_table, blend = blend_tables(weights, blend_score, metric)
     best = blend["best_member"]
     best_score = next((s for s in scores if s["model"] == best), None)
     groups, alone = correlation_groups(oofs, treated)
@@ -272,6 +442,7 @@ def gather(inputs: ReportInputs, worst_n: int = 20) -> ReportData:
         "blend_method": blend["method"],
         "blend_scheme": blend["fold_scheme"],
         "blend_members": list(weights["members"]),
+        "metric": metric.name,
     }
     return ReportData(
         summary=summary,
@@ -282,7 +453,12 @@ def gather(inputs: ReportInputs, worst_n: int = 20) -> ReportData:
         correlations=groups,
         correlation_alone=alone,
         worst_targets=worst_targets(blend_score, io.read_parquet(inputs.blend_oof), targets, treated,
-                                    best_score, worst_n),
+                                    best_score, worst_n, metric),
         curves=learning_curves(jobs, names),
         fold_balance=fold_balance(folds, targets, is_control),
+        metric=metric,
+        mean_correlation=mean_other_correlation(groups),
+        all_metrics=all_metrics_table(scores, blend_score, metric),
+        per_target=per_target_table(scores, blend_score, targets, metric),
+        feature_maps=read_feature_maps(inputs.feature_maps),
     )

@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from moastack.report.data import CorrelationGroup  # noqa: E402
+from moastack.report.data import METRICS, CorrelationGroup, MetricInfo, worst_columns  # noqa: E402
 
 DPI = 100
 FOLD_COLORS = matplotlib.colormaps["tab10"].colors
@@ -76,20 +76,28 @@ def correlation_figure(groups: list[CorrelationGroup]) -> Figure:
 
 
 # ------------------------------------------------------------------------------------ worst targets
-def worst_targets_figure(table: pd.DataFrame, best_member: str | None) -> Figure:
-    """Horizontal bars: the blend's OOF log loss on its worst targets, best single member marked."""
+def worst_targets_figure(
+    table: pd.DataFrame, best_member: str | None, metric: MetricInfo | None = None, controls: bool = True,
+) -> Figure:
+    """Horizontal bars: the blend's OOF score on its worst targets (worst at the top), best single member
+    marked; ``controls``: the training rows include controls (said on the axis)."""
+    metric = metric or METRICS["log_loss"]
+    blend_col, best_col = worst_columns(metric)
     if table.empty:
-        return placeholder("No per-target losses.")
+        return placeholder(f"No per-target {metric.label}.")
     fig = new_figure(8.0, 1.0 + 0.28 * len(table))
     ax = fig.subplots()
     y = np.arange(len(table))[::-1]
-    ax.barh(y, table["blend log loss"], color="#4C72B0", label="blend")
-    if best_member and table["best member log loss"].notna().any():
-        ax.scatter(table["best member log loss"], y, marker="|", s=120, color="#DD8452", zorder=3,
+    ax.barh(y, table[blend_col], color="#4C72B0", label="blend")
+    if best_member and table[best_col].notna().any():
+        ax.scatter(table[best_col], y, marker="|", s=120, color="#DD8452", zorder=3,
                    label=f"best member ({best_member})")
     ax.set_yticks(y, table["target"], fontsize=8)
-    ax.set_xlabel("OOF log loss (treated and control rows, as the metric)")
-    ax.legend(loc="lower right", fontsize=8)
+    rows = "; treated and control rows, as the metric" if controls else ""
+    ax.set_xlabel(f"OOF {metric.label} ({metric.direction}{rows})")
+    if metric.greater_is_better and table[blend_col].between(0, 1).all():
+        ax.set_xlim(0, 1)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # beside the bars, never over them
     ax.grid(axis="x", alpha=0.3)
     return fig
 
@@ -141,8 +149,10 @@ def fold_balance_figure(table: pd.DataFrame) -> Figure:
         t = table[table["scheme"] == scheme]
         x = t["fold"].to_numpy()
         treated = (t["rows"] - t["controls"]).to_numpy()
-        ax_rows.bar(x, treated, color="#4C72B0", label="treated")
-        ax_rows.bar(x, t["controls"], bottom=treated, color="#A0A0A0", label="controls")
+        has_controls = bool(t["controls"].sum() > 0)
+        ax_rows.bar(x, treated, color="#4C72B0", label="treated" if has_controls else "rows")
+        if has_controls:
+            ax_rows.bar(x, t["controls"], bottom=treated, color="#A0A0A0", label="controls")
         ax_rows.axhline(t["rows"].mean(), color="black", lw=0.8, ls=":")
         ax_rows.set_title(f"{scheme}: rows per fold", fontsize=10)
         ax_pos.bar(x, t["positives"], color="#55A868")
@@ -151,5 +161,6 @@ def fold_balance_figure(table: pd.DataFrame) -> Figure:
         for ax in (ax_rows, ax_pos):
             ax.set_xticks(x, [f"fold {k}" for k in x], fontsize=8)
             ax.grid(axis="y", alpha=0.3)
-        ax_rows.legend(fontsize=8, loc="lower right")
+        if has_controls:
+            ax_rows.legend(fontsize=8, loc="lower right")
     return fig

@@ -1,0 +1,321 @@
+"""Multi-output regressors for (cell type, compound) → gene responses, in the TabularModel interface.
+
+Both share the winners' target handling: an optional truncated SVD of the training targets (the model
+predicts ``svd_components`` scores, reconstructed to genes in ``predict``) and clipping of predictions
+to each target's training min/max. ``predict`` returns float32 values in target units, not
+probabilities. Everything target-derived is fitted inside ``fit`` on the training fold only.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from moastack.models.base import FitContext, TabularModel
+from moastack.models.simple_nn import ACTIVATIONS, build_mlp
+from moastack.models.trainer import batch_bounds, seed_everything, set_threads
+from moastack.regression.losses import check_loss_weights, mixed_regression_loss
+from moastack.regression.metrics import mrrmse
+from moastack.regression.svd import TargetSVD
+
+
+class _Regressor(TabularModel):
+    """Param checking plus the shared target pipeline (SVD in, reconstruction and clipping out)."""
+
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: unknown params {unknown}; known: {sorted(self.defaults)}")
+        super().__init__(**params)
+        k = self.param("svd_components")
+        if k is not None and (isinstance(k, bool) or int(k) < 1):
+            raise ValueError(f"svd_components must be None or an int >= 1, got {k!r}")
+        self._check_params()
+
+    def _check_params(self) -> None:
+        """Architecture-specific value checks (at construction, so a bad config fails at once)."""
+
+    def param(self, key: str) -> Any:
+        return self.params.get(key, self.defaults[key])
+
+    def _fit_targets(self, Y: np.ndarray, seed: int) -> np.ndarray:
+        """Record clip bounds and the SVD of the training targets; return what the learner regresses."""
+        Y = np.asarray(Y, dtype=np.float32)
+        if Y.ndim != 2 or len(Y) == 0:
+            raise ValueError(f"{type(self).__name__} needs a non-empty 2-D Y, got shape {Y.shape}")
+        self.n_targets_ = int(Y.shape[1])
+        self.clip_lo_, self.clip_hi_ = Y.min(axis=0), Y.max(axis=0)
+        k = self.param("svd_components")
+        self.svd_ = None if k is None else TargetSVD(int(k), seed).fit(Y)
+        return Y if self.svd_ is None else self.svd_.transform(Y)
+
+    def _decode(self, out: np.ndarray) -> np.ndarray:
+        """Learner outputs → float32 targets: SVD reconstruction, then per-target clipping."""
+        out = np.asarray(out, dtype=np.float32)
+        if self.svd_ is not None:
+            out = self.svd_.inverse_transform(out)
+        if self.param("clip"):
+            out = np.clip(out, self.clip_lo_, self.clip_hi_)
+        return out.astype(np.float32, copy=False)
+
+    def _target_state(self) -> dict[str, Any]:
+        return {"n_targets": self.n_targets_, "clip_lo": self.clip_lo_, "clip_hi": self.clip_hi_,
+                "svd": None if self.svd_ is None else self.svd_.state(), "history": list(self.history_)}
+
+    def _load_target_state(self, state: dict[str, Any]) -> None:
+        self.n_targets_ = int(state["n_targets"])
+        self.clip_lo_ = np.asarray(state["clip_lo"], dtype=np.float32)
+        self.clip_hi_ = np.asarray(state["clip_hi"], dtype=np.float32)
+        self.svd_ = None if state["svd"] is None else TargetSVD.from_state(state["svd"])
+        self.history_ = list(state.get("history", []))
+
+
+class RidgeRegressor(_Regressor):
+    """Ridge (``kernel: none``) or RBF kernel ridge on the features; a fast, strong linear baseline.
+
+    Kernel ridge has no intercept, so its targets are centred by their training mean. The fitted state is
+    plain arrays (coefficients, or dual coefficients and training rows), predicted without sklearn.
+    """
+
+    arch = "ridge"
+    defaults = {"alpha": 1.0, "kernel": "none", "gamma": None, "svd_components": None, "clip": True}
+
+    def _check_params(self) -> None:
+        if self._kernel() not in ("none", "rbf"):
+            raise ValueError(f"kernel must be 'none' or 'rbf', got {self.param('kernel')!r}")
+        if float(self.param("alpha")) <= 0:
+            raise ValueError("alpha must be > 0")
+
+    def _kernel(self) -> str:
+        k = self.param("kernel")
+        return "none" if k is None else str(k)
+
+    def fit(self, X, Y, X_valid, Y_valid, context: FitContext) -> RidgeRegressor:
+        from sklearn.kernel_ridge import KernelRidge
+        from sklearn.linear_model import Ridge
+
+        T = self._fit_targets(Y, context.seed).astype(np.float64)
+        X = np.asarray(X, dtype=np.float64)
+        alpha = float(self.param("alpha"))
+        if self._kernel() == "none":
+            ridge = Ridge(alpha=alpha).fit(X, T)
+            self.coef_ = np.atleast_2d(ridge.coef_).astype(np.float64)
+            self.intercept_ = np.atleast_1d(ridge.intercept_).astype(np.float64)
+        else:
+            gamma = self.param("gamma")
+            self.gamma_ = float(1.0 / X.shape[1] if gamma is None else gamma)
+            self.y_mean_ = T.mean(axis=0)
+            kr = KernelRidge(alpha=alpha, kernel="rbf", gamma=self.gamma_).fit(X, T - self.y_mean_)
+            self.dual_coef_ = np.asarray(kr.dual_coef_, dtype=np.float64).reshape(len(X), -1)
+            self.X_fit_ = X
+        self.history_ = []
+        return self
+
+    def predict(self, X, context: FitContext | None = None) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if len(X) == 0:
+            return np.zeros((0, self.n_targets_), dtype=np.float32)
+        if self._kernel() == "none":
+            out = X @ self.coef_.T + self.intercept_
+        else:
+            from sklearn.metrics.pairwise import rbf_kernel
+
+            out = rbf_kernel(X, self.X_fit_, gamma=self.gamma_) @ self.dual_coef_ + self.y_mean_
+        return self._decode(out)
+
+    def state(self) -> dict[str, Any]:
+        if self._kernel() == "none":
+            learned = {"coef": self.coef_, "intercept": self.intercept_}
+        else:
+            learned = {"dual_coef": self.dual_coef_, "X_fit": self.X_fit_, "gamma": self.gamma_, "y_mean": self.y_mean_}
+        return {**learned, **self._target_state()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], params: dict[str, Any]) -> RidgeRegressor:
+        model = cls(**params)
+        model._load_target_state(state)
+        if model._kernel() == "none":
+            model.coef_, model.intercept_ = np.asarray(state["coef"]), np.asarray(state["intercept"])
+        else:
+            model.dual_coef_, model.X_fit_ = np.asarray(state["dual_coef"]), np.asarray(state["X_fit"])
+            model.gamma_, model.y_mean_ = float(state["gamma"]), np.asarray(state["y_mean"])
+        return model
+
+
+SCHEDULERS = ("cosine", "none")
+TARGET_SCALINGS = ("column", "global", "none")
+
+
+class MLPRegressor(_Regressor):
+    """An MLP ([BN → dropout → Linear → act] × hidden, then a linear head) trained on mixed losses.
+
+    Targets (genes or SVD scores) are standardised internally (``target_scaling``: per column, one pooled
+    scale, or none) and predictions returned in original units. With validation rows, each epoch scores
+    the decoded, clipped predictions by MRRMSE; training stops after ``patience`` epochs without an
+    improvement and the best epoch's weights are restored. ``history_`` valid_loss is that MRRMSE.
+    """
+
+    arch = "mlp_regressor"
+    defaults = {
+        "hidden": [512, 512],
+        "dropout": 0.2,
+        "activation": "elu",
+        "batch_norm": True,
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "epochs": 40,
+        "batch_size": 64,
+        "scheduler": "cosine",  # cosine annealing to 0 over all steps | none
+        "patience": 10,  # None = no early stopping
+        "min_delta": 0.0,
+        "restore_best": True,
+        "loss_weights": {"mse": 1.0, "mae": 0.0, "logcosh": 0.0},
+        "target_scaling": "column",
+        "svd_components": None,
+        "clip": True,
+        "eval_batch_size": 4096,
+    }
+
+    def _check_params(self) -> None:
+        if self.param("activation") not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.param('activation')!r}")
+        if self.param("scheduler") not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.param('scheduler')!r}")
+        if self.param("target_scaling") not in TARGET_SCALINGS:
+            raise ValueError(f"target_scaling must be one of {TARGET_SCALINGS}, got {self.param('target_scaling')!r}")
+        if int(self.param("epochs")) < 1 or int(self.param("batch_size")) < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        check_loss_weights(self.param("loss_weights"))
+
+    def _hidden(self) -> list[int]:
+        h = self.param("hidden")
+        return [int(h)] if isinstance(h, int) else [int(v) for v in h]
+
+    def _build(self, n_in: int, n_out: int) -> torch.nn.Module:
+        return build_mlp(n_in, n_out, self._hidden(), dropout=self.param("dropout"),
+                         batch_norm=bool(self.param("batch_norm")), activation=str(self.param("activation")))
+
+    def _scale_targets(self, T: np.ndarray) -> np.ndarray:
+        mode = self.param("target_scaling")
+        mean = T.mean(axis=0, dtype=np.float64)
+        if mode == "column":
+            scale = T.std(axis=0, dtype=np.float64)
+        elif mode == "global":
+            scale = np.full(T.shape[1], math.sqrt(float(np.mean(T.var(axis=0, dtype=np.float64)))))
+        else:
+            mean, scale = np.zeros(T.shape[1]), np.ones(T.shape[1])
+        scale = np.where(scale > 1e-8, scale, 1.0)
+        self.target_mean_, self.target_scale_ = mean.astype(np.float32), scale.astype(np.float32)
+        return ((T - self.target_mean_) / self.target_scale_).astype(np.float32)
+
+    @torch.inference_mode()
+    def _forward(self, X: np.ndarray, device: torch.device) -> np.ndarray:
+        """Raw (standardised) outputs of the module in eval mode, in large batches."""
+        was_training = self.module_.training
+        self.module_.eval()
+        bs = int(self.param("eval_batch_size"))
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        chunks = [self.module_(torch.from_numpy(X[s:s + bs]).to(device)).float().cpu() for s in range(0, len(X), bs)]
+        self.module_.train(was_training)
+        return torch.cat(chunks).numpy()
+
+    def _outputs_to_targets(self, out: np.ndarray) -> np.ndarray:
+        return self._decode(out * self.target_scale_ + self.target_mean_)
+
+    def fit(self, X, Y, X_valid, Y_valid, context: FitContext) -> MLPRegressor:
+        seed_everything(context.seed)
+        set_threads(context.threads)
+        device = torch.device(context.device)
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if len(X) != len(Y):
+            raise ValueError(f"X has {len(X)} rows but Y has {len(Y)}")
+        if len(X) < 2 and self.param("batch_norm"):
+            raise ValueError("MLPRegressor with batch_norm needs at least 2 training rows")
+        T = self._scale_targets(self._fit_targets(Y, context.seed))
+        self.n_in_, self.n_out_ = int(X.shape[1]), int(T.shape[1])
+        self.module_ = self._build(self.n_in_, self.n_out_).to(device).train()
+        self.history_ = self._train(X, T, X_valid, Y_valid, context, device)
+        self.module_.eval()
+        return self
+
+    def _train(self, X, T, X_valid, Y_valid, context: FitContext, device: torch.device) -> list[dict[str, Any]]:
+        X_t, T_t = torch.from_numpy(X).to(device), torch.from_numpy(T).to(device)
+        has_valid = X_valid is not None and Y_valid is not None and len(X_valid) > 0
+        Yv = np.asarray(Y_valid, dtype=np.float32) if has_valid else None
+        weights = check_loss_weights(self.param("loss_weights"))
+        epochs, bounds = int(self.param("epochs")), batch_bounds(len(X), int(self.param("batch_size")))
+        opt = torch.optim.AdamW(self.module_.parameters(), lr=float(self.param("lr")),
+                                weight_decay=float(self.param("weight_decay")))
+        sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(bounds))
+                 if self.param("scheduler") == "cosine" else None)
+        # batch order from its own stream, so it does not mirror the dropout masks
+        seed = int(np.random.SeedSequence([context.seed % 2**63, 1]).generate_state(1, dtype=np.uint64)[0] >> 1)
+        gen = torch.Generator(device=device).manual_seed(seed)
+        patience, min_delta = self.param("patience"), float(self.param("min_delta"))
+        history, best, best_state, stale = [], math.inf, None, 0
+        for epoch in range(1, epochs + 1):
+            t0, lr = time.perf_counter(), opt.param_groups[0]["lr"]
+            perm = torch.randperm(len(X_t), generator=gen, device=device)
+            loss_sum = torch.zeros((), device=device)
+            for start, stop in bounds:
+                idx = perm[start:stop]
+                opt.zero_grad(set_to_none=True)
+                loss = mixed_regression_loss(self.module_(X_t[idx]), T_t[idx], weights)
+                loss.backward()
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                loss_sum += loss.detach() * (stop - start)
+            valid = mrrmse(Yv, self._outputs_to_targets(self._forward(X_valid, device))) if has_valid else None
+            history.append({"epoch": epoch, "train_loss": float(loss_sum) / len(X_t), "valid_loss": valid,
+                            "lr": lr, "seconds": time.perf_counter() - t0})
+            context.logger.debug("epoch %d/%d train %.5f valid %s", epoch, epochs, history[-1]["train_loss"],
+                                 "-" if valid is None else f"{valid:.5f}")
+            if valid is None:
+                continue
+            if valid < best - min_delta:
+                best, stale = valid, 0
+                if self.param("restore_best"):
+                    best_state = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
+            else:
+                stale += 1
+                if patience is not None and stale >= int(patience):
+                    break
+        if best_state is not None:
+            self.module_.load_state_dict(best_state)
+        return history
+
+    def predict(self, X, context: FitContext | None = None) -> np.ndarray:
+        if context is not None:
+            set_threads(context.threads)
+        if len(X) == 0:
+            return np.zeros((0, self.n_targets_), dtype=np.float32)
+        device = torch.device(context.device) if context is not None else next(self.module_.parameters()).device
+        self.module_.to(device)
+        return self._outputs_to_targets(self._forward(X, device))
+
+    def state(self) -> dict[str, Any]:
+        return {"module": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},
+                "n_in": self.n_in_, "n_out": self.n_out_, "target_mean": self.target_mean_,
+                "target_scale": self.target_scale_, **self._target_state()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], params: dict[str, Any]) -> MLPRegressor:
+        model = cls(**params)
+        model._load_target_state(state)
+        model.n_in_, model.n_out_ = int(state["n_in"]), int(state["n_out"])
+        model.target_mean_ = np.asarray(state["target_mean"], dtype=np.float32)
+        model.target_scale_ = np.asarray(state["target_scale"], dtype=np.float32)
+        model.module_ = model._build(model.n_in_, model.n_out_)
+        model.module_.load_state_dict(state["module"])
+        model.module_.eval()
+        return model
+
+
+ARCHS: dict[str, type[TabularModel]] = {"ridge": RidgeRegressor, "mlp_regressor": MLPRegressor}
