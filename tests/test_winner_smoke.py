@@ -107,3 +107,39 @@ def test_full_winner_preset_plans(tmp_path):
     write_config(tmp_path, config)
     proc = run_snakemake(tmp_path, "--dry-run", "--quiet", "rules")
     assert "train" in proc.stdout
+
+
+def test_deepinsight_joins_the_blend_and_the_report(winner_run):
+    """The CNN trains through the DAG from its fitted feature map, is a blend member, and its OOF
+    correlation with the NN models is on the report page (the winners' diversity diagnostic)."""
+    results = winner_run / "results"
+    assert (results / "feature_maps" / "di12" / "map.npz").exists()
+    assert (results / "report" / "feature_maps" / "di12.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    log = (results / "logs" / "models" / "deepinsight" / "seed0" / "fold0.log").read_text()
+    assert "deepinsight epoch 1/3" in log
+    def n_train(model):
+        return json.loads((results / "models" / model / "seed0" / "fold0" / "metrics.json").read_text())["n_train"]
+
+    features = pd.read_parquet(results / "data" / "train_features.parquet")
+    folds = pd.read_parquet(results / "folds" / "mlsk5.parquet")
+    training_controls = int(((features["cp_type"] == "ctl_vehicle") & (folds["fold"] != 0)).sum())
+    assert training_controls > 0
+    # same folds; the NN leaves the controls out, the CNN keeps them (drop_controls: false)
+    assert n_train("deepinsight") - n_train("simple_nn_old") == training_controls
+    weights = json.loads((results / "blend" / "weights.json").read_text())
+    assert "deepinsight" in weights["members"]
+    page = (results / "report" / "index.html").read_text()
+    assert "DeepInsight feature maps" in page
+    assert page.count(">deepinsight<") >= 2  # model table and mean-correlation table
+
+
+def test_editing_a_feature_map_reruns_only_the_cnn(winner_run, tmp_path):
+    workdir = tmp_path / "edit"
+    shutil.copytree(winner_run, workdir)
+    config = smoke_config()
+    config["feature_maps"]["di12"]["perplexity"] = 10
+    write_config(workdir, config)
+    planned = planned_jobs(workdir)
+    trained = {wc.split(",")[0] for rule, wc in planned if rule == "train"}
+    assert trained == {"model=deepinsight"}
+    assert {r for r, _ in planned} == {"feature_map", "train", "collect", "blend", "submission", "report"}
