@@ -34,7 +34,7 @@ def main() -> None:
 
     config = yaml.safe_load((ROOT / "configs" / "tox21.yaml").read_text())
     config["data"]["table"]["path"] = str(args.data.resolve())
-    for name, m in config["models"].items():
+    for m in config["models"].values():
         if m["arch"] == "random_forest" and args.trees:
             m["params"]["n_estimators"] = args.trees
         if m["arch"] == "simple_nn":
