@@ -78,7 +78,7 @@ def test_slices_and_job_lists():
     edited["models"]["simple_nn"]["seeds"] = [0, 1]
     assert train_slice(edited, "simple_nn") == sliced
     assert len(model_jobs(edited, "simple_nn")) == 10
-    assert blend_members(config) == ["prior", "simple_nn", "nn3_stage2", "nn3_stage3"]
+    assert blend_members(config) == ["prior", "simple_nn", "nn3_stage2", "nn3_stage3", "deepinsight"]
 
 
 def test_resources_and_gpu_requests():
@@ -119,3 +119,49 @@ def test_transfer_source_needs_every_seed():
     config["models"]["phase1"]["arch"] = "simple_nn"
     with pytest.raises(ConfigError, match=r"phase1 is a simple_nn, simple_nn a resnet2h"):
         check_config(config)
+
+
+def _tox21_config():
+    return validate_schema(yaml.safe_load((ROOT / "configs" / "tox21-smoke.yaml").read_text()))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["models"]["deepinsight"].pop("feature_map"), r"models.deepinsight: arch deepinsight needs feature_map"),
+    (lambda c: c["models"]["deepinsight"].update(feature_map="nope"), r"models.deepinsight.feature_map: unknown map 'nope'"),
+    (lambda c: c["models"]["deepinsight"].update(features="rankgauss_pca"),
+     r"map 'di20' places the columns of feature set 'raw_onehot' but the model reads 'rankgauss_pca'"),
+    (lambda c: c["models"]["simple_nn"].update(feature_map="di20"), r"only arch deepinsight renders images"),
+    (lambda c: c["models"]["simple_nn"].update(params_from="tune/missing"), r"models.simple_nn.params_from: no study 'missing'"),
+    (lambda c: c["folds"].update(scaf={"method": "scaffold", "k": 3, "seed": 0}), r"folds.scaf: scaffold folds need molecules"),
+])
+def test_cross_checks_name_the_key(edit, message):
+    config = _config()
+    edit(config)
+    validate_schema(config)
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+def test_tox21_preset_checks_and_its_cross_checks():
+    config = _tox21_config()
+    check_config(config)
+    bad = copy.deepcopy(config)
+    bad["folds"]["drug"] = {"method": "drug_aware", "k": 3, "seed": 0, "drug_threshold": 18}
+    with pytest.raises(ConfigError, match=r"folds.drug: drug_aware folds need lish-moa's train_drug"):
+        check_config(validate_schema(bad))
+    bad = copy.deepcopy(config)
+    bad["tune"]["nn"]["folds"] = [5]
+    with pytest.raises(ConfigError, match=r"tune.nn.folds: folds \[5\] do not exist"):
+        check_config(bad)
+    bad = copy.deepcopy(config)
+    bad["tune"]["nn"]["space"]["width"] = {"type": "int", "low": 10, "high": 5}
+    with pytest.raises(ConfigError, match=r"tune.nn.space.width: int needs low <= high"):
+        check_config(bad)
+
+
+def test_prepare_does_not_depend_on_the_metric():
+    from moastack.config import data_slice
+
+    a, b = _tox21_config(), _tox21_config()
+    b["data"]["metric"] = "pr_auc"
+    assert data_slice(a) == data_slice(b)
