@@ -131,3 +131,16 @@ def test_descriptor_rows_are_cached_per_smiles():
     RDKitDescriptors(names=NAMES).fit(df).transform(df)
     info = molecular._descriptor_row.cache_info()
     assert info.misses == 2 and info.hits == 2  # two distinct molecules; fit computed, transform reused
+
+
+def test_log_counts_is_log1p_of_the_counts():
+    import numpy as np
+    import pandas as pd
+
+    from moastack.features.molecular import MorganFingerprint
+
+    frame = pd.DataFrame({"sig_id": ["a", "b"], "smiles": ["CCCCCCCCCC", "c1ccccc1O"]})
+    counts = MorganFingerprint(n_bits=256, counts=True).fit(frame).transform(frame).iloc[:, 2:].to_numpy()
+    logged = MorganFingerprint(n_bits=256, counts=True, log_counts=True).fit(frame).transform(frame).iloc[:, 2:]
+    assert counts.max() > 2
+    np.testing.assert_allclose(logged.to_numpy(), np.log1p(counts), rtol=1e-6)
