@@ -72,6 +72,10 @@ def get_train_input(wildcards):
         inputs["init_model"] = (
             f"{job_dir(m['init_from'], wildcards.seed, wildcards.fold)}/model.pt"
         )
+    if "pseudo_from" in m:  # the same seed × fold job's test predictions label the test rows
+        inputs["pseudo_test"] = (
+            f"{job_dir(m['pseudo_from'], wildcards.seed, wildcards.fold)}/test.parquet"
+        )
     if "feature_map" in m:
         inputs["feature_map"] = f"{RESULTS}/feature_maps/{m['feature_map']}/map.npz"
     if "params_from" in m:

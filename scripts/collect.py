@@ -21,5 +21,6 @@ score = collect_model(
     snakemake.params.collect["folds"],
     dict(snakemake.output.items()),
     metric=snakemake.params.collect["metric"],
+    seed_aggregate=snakemake.params.collect.get("seed_aggregate", "mean"),
 )
 log.info("%s: CV %s %.6f", snakemake.wildcards.model, score["metric"], score["value"])

@@ -28,5 +28,6 @@ job = FoldJob(
     scored_targets=snakemake.input.scored_targets,
     init_model=snakemake.input.get("init_model"),
     feature_map=snakemake.input.get("feature_map"),
+    pseudo_test=snakemake.input.get("pseudo_test"),
 )
 run_fold_job(job, dict(snakemake.output.items()))

@@ -6,6 +6,9 @@ weights, which optimises the run's metric itself (``data.metric``). For a rank m
 SLSQP's log loss is a smooth surrogate (a step-shaped AUC has no gradient to follow) and TPE is the
 direct search; both results are written, the first listed method's weights are applied. Members must share one fold scheme: OOF predictions of different
 assignments are not comparable row by row.
+
+A regression task (``metric="mrrmse"``) blends by MRRMSE itself: :class:`MRRMSEObjective` gives SLSQP the
+exact value and analytic gradient and TPE the same value; blended predictions are not clipped to [0, 1].
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import numpy as np
 from scipy.optimize import minimize
 
-from moastack.metrics import EPS, METRICS, metric_value
+from moastack.metrics import EPS, greater_is_better, metric_task, metric_value
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,65 @@ class MetricObjective:
 
     def __call__(self, w: np.ndarray) -> float:
         return metric_value(self.metric, self.y, apply_weights(w, self.members))
+
+
+class MRRMSEObjective:
+    """MRRMSE of the weighted sum of member predictions, with its analytic gradient.
+
+    For weights w the blend's error on row i is e_i = Σ_m w_m D_mi + (Σ_m w_m − 1) y_i, with the members'
+    residuals D_mi = P_mi − y_i. With u = (w, Σw − 1) and the per-row Gram matrix G_i of (D_1i, ..., D_Mi, y_i),
+    ||e_i||² = uᵀ G_i u, so one evaluation costs O(n·M²) whatever the number of targets, and the Gram of
+    residuals (not of raw predictions) keeps the small errors of good members free of cancellation. With
+    r_i = sqrt(uᵀ G_i u / T):
+
+        MRRMSE(w) = mean_i r_i,      ∂MRRMSE/∂w_m = mean_i [(G_i u)_m + (G_i u)_{M+1}] / (T · r_i)
+
+    (r_i floored at a tiny value, where the gradient of a perfect row is 0 anyway). The value equals
+    :func:`moastack.regression.metrics.mrrmse` of :func:`apply_weights` to float64 round-off.
+    """
+
+    def __init__(self, y: np.ndarray, members: list[np.ndarray]) -> None:
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim != 2:
+            raise ValueError(f"MRRMSE blend needs 2-D targets, got shape {y.shape}")
+        self.n, self.t = y.shape
+        vectors = [np.asarray(m, dtype=np.float64) - y for m in members] + [y]
+        for v in vectors[:-1]:
+            if v.shape != y.shape:
+                raise ValueError(f"member predictions shaped {v.shape}, targets {y.shape}")
+        k = len(vectors)
+        self.G = np.empty((self.n, k, k))
+        for a in range(k):
+            for b in range(a, k):
+                self.G[:, a, b] = self.G[:, b, a] = np.einsum("ij,ij->i", vectors[a], vectors[b])
+        self.floor = 1e-12
+
+    def _u(self, w: np.ndarray) -> np.ndarray:
+        w = np.asarray(w, dtype=np.float64)
+        return np.append(w, w.sum() - 1.0)
+
+    def rows(self, w: np.ndarray) -> np.ndarray:
+        """Each row's RMSE under weights ``w``."""
+        u = self._u(w)
+        sq = np.einsum("a,iab,b->i", u, self.G, u)
+        return np.sqrt(np.maximum(sq, 0.0) / self.t)
+
+    def __call__(self, w: np.ndarray) -> float:
+        return float(self.rows(w).mean()) if self.n else float("nan")
+
+    def gradient(self, w: np.ndarray) -> np.ndarray:
+        u = self._u(w)
+        Gu = self.G @ u  # (n, M + 1)
+        r = np.maximum(self.rows(w), self.floor)
+        per_row = (Gu[:, :-1] + Gu[:, -1:]) / (self.t * r[:, None])
+        return per_row.mean(axis=0)
+
+
+def make_objective(y: np.ndarray, members: list[np.ndarray], metric: str = "log_loss"):
+    """The SLSQP objective of a run's metric: MRRMSE itself for regression, the log loss otherwise."""
+    if metric_task(metric) == "regression":
+        return MRRMSEObjective(y, members)
+    return BlendObjective(y, members)
 
 
 def search_slsqp(objective: BlendObjective, n_members: int) -> np.ndarray:
@@ -120,14 +182,14 @@ def search_weights(
     metric: str = "log_loss",
 ) -> np.ndarray:
     """Weights for ``members`` (arrays shaped like ``y``) by ``method``; TPE optimises ``metric``."""
-    objective = BlendObjective(y, members)
+    objective = make_objective(y, members, metric)
     if method == "slsqp":
         w = search_slsqp(objective, len(members))
     elif method == "optuna_tpe":
         tpe_objective, direction = objective, "minimize"
-        if metric != "log_loss":
+        if metric not in ("log_loss", "mrrmse"):  # log loss and MRRMSE: the SLSQP objective is the metric
             tpe_objective = MetricObjective(y, members, metric)
-            direction = "maximize" if METRICS[metric][1] else "minimize"
+            direction = "maximize" if greater_is_better(metric) else "minimize"
         w = search_optuna_tpe(tpe_objective, len(members), n_trials, seed, direction)
     else:
         raise ValueError(f"unknown blend method {method!r}; known: {', '.join(METHODS)}")
@@ -185,17 +247,17 @@ def run_blend(
 
     methods = cfg.get("methods", ["slsqp"])
     threshold = float(cfg.get("drop_threshold", 0.0))
-    objective = BlendObjective(y, member_oof)
+    task = metric_task(metric)
+    objective = BlendObjective(y, member_oof) if task == "multilabel" else None
     results = {}
     for method in methods:
         w = search_weights(y, member_oof, method, n_trials=cfg.get("n_trials", 200),
                            seed=cfg.get("seed", 0), drop_threshold=threshold, metric=metric)
-        results[method] = {
-            "weights": {m: float(v) for m, v in zip(names, w)},
-            "oof_log_loss": objective(w),
-            f"oof_{metric}": metric_value(metric, y, apply_weights(w, member_oof)),
-            "dropped": [m for m, v in zip(names, w) if v == 0.0],
-        }
+        results[method] = {"weights": {m: float(v) for m, v in zip(names, w)}}
+        if objective is not None:  # the SLSQP objective, when it is not the metric itself
+            results[method]["oof_log_loss"] = objective(w)
+        results[method][f"oof_{metric}"] = metric_value(metric, y, apply_weights(w, member_oof))
+        results[method]["dropped"] = [m for m, v in zip(names, w) if v == 0.0]
         log.info("blend %s: %s %.6f weights %s", method, metric, results[method][f"oof_{metric}"],
                  {m: round(v, 4) for m, v in results[method]["weights"].items()})
     applied = methods[0]
@@ -203,7 +265,7 @@ def run_blend(
     blend_oof = apply_weights(w, member_oof).astype(np.float32)
     blend_test = apply_weights(w, member_test).astype(np.float32)
     weights = {"fold_scheme": scheme, "applied": applied, "metric": metric, "members": names, "methods": results}
-    sign = -1.0 if METRICS[metric][1] else 1.0  # best member: lowest loss, highest AUC
+    sign = -1.0 if greater_is_better(metric) else 1.0  # best member: lowest loss, highest AUC
     score = score_record(
         y, blend_oof, target_cols, metric=metric,
         model="blend", folds_scheme=scheme, method=applied,
@@ -211,7 +273,7 @@ def run_blend(
         best_member=min(names, key=lambda m: sign * scores[m]["value"]),
     )
     io.write_json(weights, outputs["weights"])
-    io.write_parquet(prediction_frame(train_ids, blend_oof, target_cols), outputs["oof"])
-    io.write_parquet(prediction_frame(test_ids, blend_test, target_cols), outputs["test"])
+    io.write_parquet(prediction_frame(train_ids, blend_oof, target_cols, task=task), outputs["oof"])
+    io.write_parquet(prediction_frame(test_ids, blend_test, target_cols, task=task), outputs["test"])
     io.write_json(score, outputs["score"])
     return score

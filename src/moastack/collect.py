@@ -2,6 +2,11 @@
 
 Each seed's OOF table is the union of its folds' validation rows and must cover every training
 sample exactly once; test predictions are the mean over every seed × fold.
+
+``seed_aggregate: median`` (a model key) takes the element-wise median over seeds instead: of the seeds'
+OOF tables, and of the seeds' test predictions, each seed's being the mean over its folds (folds are a
+bagging of one seed; the median guards against one diverged seed). With one or two seeds the median is
+the mean. The score is always computed on what is written (float32).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import pandas as pd
 
 from moastack import io
 from moastack.data.columns import ID_COL
-from moastack.metrics import metric_value, score_record
+from moastack.metrics import metric_task, metric_value, score_record
 from moastack.targets import prediction_frame
 
 
@@ -32,6 +37,20 @@ def mean_frames(frames: list[pd.DataFrame]) -> np.ndarray:
     return np.mean([f.to_numpy(dtype=np.float64) for f in frames], axis=0)
 
 
+SEED_AGGREGATES = ("mean", "median")
+
+
+def median_frames(frames: list[pd.DataFrame]) -> np.ndarray:
+    return np.median([f.to_numpy(dtype=np.float64) for f in frames], axis=0)
+
+
+def seed_median_test(tests: dict[tuple[int, int], pd.DataFrame]) -> np.ndarray:
+    """Median over seeds of each seed's mean over its folds (frames without ``sig_id``, same rows)."""
+    seeds = sorted({s for s, _ in tests})
+    per_seed = [mean_frames([tests[k] for k in sorted(tests) if k[0] == s]) for s in seeds]
+    return np.median(per_seed, axis=0)
+
+
 def collect_model(
     model_name: str,
     oof_paths: dict[tuple[int, int], str],
@@ -41,8 +60,12 @@ def collect_model(
     fold_scheme: str,
     outputs: dict[str, str],
     metric: str = "log_loss",
+    seed_aggregate: str = "mean",
 ) -> dict:
     """Write the model's oof/test Parquet and score.json; keys of the path dicts are (seed, fold)."""
+    if seed_aggregate not in SEED_AGGREGATES:
+        raise ValueError(f"unknown seed_aggregate {seed_aggregate!r}; known: {', '.join(SEED_AGGREGATES)}")
+    task = metric_task(metric)
     targets_table = io.read_parquet(targets_path)
     train_ids = targets_table[ID_COL].to_numpy()
     seeds = sorted({s for s, _ in oof_paths})
@@ -56,11 +79,20 @@ def collect_model(
         seed_oofs.append(assemble_seed_oof(parts, train_ids, f"{model_name} seed {seed}"))
     target_cols = list(seed_oofs[0].columns)
     # Score exactly what is written (float32), so the blend and the report see the same numbers.
-    oof = mean_frames(seed_oofs).astype(np.float32)
+    aggregate = median_frames if seed_aggregate == "median" else mean_frames
+    oof = aggregate(seed_oofs).astype(np.float32)
 
     tests = [io.read_parquet(p) for p in test_paths.values()]
     test_ids = tests[0][ID_COL].to_numpy()
-    test = mean_frames([t.drop(columns=[ID_COL]) for t in tests]).astype(np.float32)
+    if seed_aggregate == "median":
+        keyed = {}
+        for key, frame in zip(test_paths, tests):
+            if not np.array_equal(frame[ID_COL].to_numpy(), test_ids):
+                raise ValueError(f"{model_name}: test predictions of seed {key[0]} fold {key[1]} list other rows")
+            keyed[key] = frame.drop(columns=[ID_COL])
+        test = seed_median_test(keyed).astype(np.float32)
+    else:
+        test = mean_frames([t.drop(columns=[ID_COL]) for t in tests]).astype(np.float32)
 
     y = targets_table[target_cols].to_numpy(dtype=np.float64)
     jobs = [io.read_json(metrics_paths[k]) for k in sorted(metrics_paths)]
@@ -78,12 +110,13 @@ def collect_model(
         folds_scheme=fold_scheme,
         seeds=seeds,
         folds=folds,
+        **({"seed_aggregate": seed_aggregate} if seed_aggregate != "mean" else {}),
         fold_scores=fold_losses,
         fold_mean=float(values.mean()),
         fold_std=float(values.std(ddof=0)),
         train_seconds=float(sum(j.get("seconds", 0.0) for j in jobs)),
     )
-    io.write_parquet(prediction_frame(train_ids, oof, target_cols), outputs["oof"])
-    io.write_parquet(prediction_frame(test_ids, test, target_cols), outputs["test"])
+    io.write_parquet(prediction_frame(train_ids, oof, target_cols, task=task), outputs["oof"])
+    io.write_parquet(prediction_frame(test_ids, test, target_cols, task=task), outputs["test"])
     io.write_json(score, outputs["score"])
     return score

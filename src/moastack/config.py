@@ -19,6 +19,15 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema" / "config.schema.ya
 
 #: architectures that can start from another model's weights (``init_from``)
 TRANSFER_ARCHS = ("resnet2h",)
+#: the regression task's architectures (``moastack.regression.models.ARCHS``; named here so that parsing the
+#: workflow does not import torch); every other arch is a multilabel classifier
+REGRESSION_ARCHS = ("ridge", "mlp_regressor")
+#: fold methods per task: stratifying binary labels means nothing for continuous targets, and
+#: rare_cell_type needs a perturbation table's cell_type column
+TASK_FOLD_METHODS = {
+    "multilabel": ("multilabel_stratified", "drug_aware", "scaffold", "group"),
+    "regression": ("group", "rare_cell_type"),
+}
 
 
 class ConfigError(ValueError):
@@ -85,8 +94,10 @@ def _stacking_order(models: dict) -> list[str]:
 
 
 def upstream_models(model: dict) -> list[str]:
-    """Models whose outputs a model's train jobs read: its meta inputs and its transfer source."""
-    return [*model.get("meta", []), *([model["init_from"]] if "init_from" in model else [])]
+    """Models whose outputs a model's train jobs read: its meta inputs, its transfer source and the source
+    of its pseudo-labels."""
+    return [*model.get("meta", []), *([model["init_from"]] if "init_from" in model else []),
+            *([model["pseudo_from"]] if "pseudo_from" in model else [])]
 
 
 def check_config(config: dict) -> None:
@@ -110,6 +121,8 @@ def check_config(config: dict) -> None:
                 )
         if "init_from" in m:
             _check_init_from(models, name, m)
+        if "pseudo_from" in m:
+            _check_pseudo_from(models, name, m)
         if m.get("meta_only") and not m.get("meta"):
             raise ConfigError(f"models.{name}.meta_only is true but models.{name}.meta lists no model")
         _check_feature_map(config, name, m)
@@ -118,6 +131,7 @@ def check_config(config: dict) -> None:
             if study not in config.get("tune", {}):
                 raise ConfigError(f"models.{name}.params_from: no study {study!r} under tune; defined: "
                                   f"{', '.join(config.get('tune', {})) or 'none'}")
+    _check_task(config)
     _stacking_order(models)
     _check_tune(config)
     _check_data(config)
@@ -160,11 +174,93 @@ def _check_feature_map(config: dict, name: str, m: dict) -> None:
                           "(its image map covers the feature set's columns only)")
 
 
+def task_of(config: dict) -> str:
+    """``data.task`` (multilabel when unset)."""
+    return config.get("data", {}).get("task", "multilabel")
+
+
+def _check_task(config: dict) -> None:
+    """The task, its metric, its data source, its archs, fold methods and task-only keys agree."""
+    data = config["data"]
+    task, metric, source = task_of(config), data.get("metric", "log_loss"), data.get("source", "synthetic")
+    if task == "regression" and metric != "mrrmse":
+        raise ConfigError(f"data.metric: a regression task is scored by mrrmse (mean row-wise RMSE), not {metric}; "
+                          "set data.metric: mrrmse")
+    if task != "regression" and metric == "mrrmse":
+        raise ConfigError(f"data.metric: mrrmse scores continuous targets; set data.task: regression (task is {task})")
+    if source == "synthetic_perturbation" and task != "regression":
+        raise ConfigError("data.source: synthetic_perturbation generates continuous targets; set data.task: "
+                          "regression and data.metric: mrrmse")
+    if task == "regression" and source not in ("synthetic_perturbation", "dir"):
+        raise ConfigError(f"data.source: a regression task reads synthetic_perturbation or dir (perturbation CSVs), "
+                          f"not {source}")
+    if "synthetic_perturbation" in data and source != "synthetic_perturbation":
+        raise ConfigError("data.synthetic_perturbation: only read when data.source is synthetic_perturbation")
+    for name, m in config["models"].items():
+        arch = m["arch"]
+        if task == "regression" and arch not in REGRESSION_ARCHS:
+            raise ConfigError(f"models.{name}.arch: {arch} is a multilabel classifier; a regression task "
+                              f"(data.task: regression) takes {', '.join(REGRESSION_ARCHS)}")
+        if task != "regression" and arch in REGRESSION_ARCHS:
+            raise ConfigError(f"models.{name}.arch: {arch} is a regressor; it needs data.task: regression "
+                              f"(task is {task})")
+        if "target_encoding" in m and task != "regression":
+            raise ConfigError(f"models.{name}.target_encoding: target encoding is for regression tasks only")
+        if task == "regression":
+            if m.get("targets", "scored") != "scored":
+                raise ConfigError(f"models.{name}.targets: a regression task has scored targets only")
+            if any(step["name"] == "ttest_select" for step in m.get("fold_steps", [])):
+                raise ConfigError(f"models.{name}.fold_steps: ttest_select contrasts binary labels; "
+                                  "not for a regression task")
+    allowed = TASK_FOLD_METHODS["regression" if task == "regression" else "multilabel"]
+    for scheme, f in config["folds"].items():
+        if f["method"] not in allowed:
+            raise ConfigError(f"folds.{scheme}.method: {f['method']} is not for a {task} task; use one of "
+                              f"{', '.join(allowed)}")
+        if f["method"] != "rare_cell_type" and ("rare_cell_types" in f or "n_rare" in f):
+            raise ConfigError(f"folds.{scheme}: rare_cell_types and n_rare belong to method rare_cell_type")
+        if "rare_cell_types" in f and "n_rare" in f:
+            raise ConfigError(f"folds.{scheme}: give rare_cell_types or n_rare, not both")
+        n_rare = len(f.get("rare_cell_types", [])) or f.get("n_rare", 2)
+        if f["method"] == "rare_cell_type" and n_rare > f["k"]:
+            raise ConfigError(f"folds.{scheme}: {n_rare} rare cell types need k >= {n_rare} (one fold each), "
+                              f"got k={f['k']}")
+    if task == "regression" and config.get("tune"):
+        raise ConfigError("tune: hyper-parameter studies are not supported for regression tasks yet "
+                          "(moastack.tuning optimises the multilabel metrics only)")
+
+
+def _check_pseudo_from(models: dict, name: str, m: dict) -> None:
+    """Pseudo-labels come from the source's job of the same seed × fold: both must exist, on one scheme."""
+    source = m["pseudo_from"]
+    if source not in models:
+        raise ConfigError(f"models.{name}.pseudo_from: unknown model {source!r}")
+    if source == name:
+        raise ConfigError(f"models.{name}.pseudo_from: a model cannot label its own training rows")
+    src = models[source]
+    if src["folds"] != m["folds"]:
+        raise ConfigError(
+            f"models.{name}.pseudo_from: {source} uses fold scheme {src['folds']!r}, {name} uses {m['folds']!r}; "
+            f"pseudo-labels need the same folds, or {source}'s test predictions were fitted on {name}'s "
+            "validation rows (leakage)"
+        )
+    missing = sorted(set(m["seeds"]) - set(src["seeds"]))
+    if missing:
+        raise ConfigError(f"models.{name}.pseudo_from: {source} has no seeds {missing}; add them to "
+                          f"models.{source}.seeds (each job takes the labels of the same seed × fold)")
+    if src.get("targets", "scored") != m.get("targets", "scored"):
+        raise ConfigError(f"models.{name}.pseudo_from: {source} predicts {src.get('targets', 'scored')} targets, "
+                          f"{name} learns {m.get('targets', 'scored')} ones")
+
+
 def _check_tune(config: dict) -> None:
     for study, t in config.get("tune", {}).items():
         if t["model"] not in config["models"]:
             raise ConfigError(f"tune.{study}.model: unknown model {t['model']!r}")
         base = config["models"][t["model"]]
+        if "pseudo_from" in base:
+            raise ConfigError(f"tune.{study}.model: {t['model']} trains on pseudo-labels (pseudo_from), which a "
+                              "study does not replay; tune the model without them")
         if "init_from" in base or base.get("params_from", f"tune/{study}") != f"tune/{study}":
             raise ConfigError(f"tune.{study}.model: {t['model']} starts from another model's weights or "
                               "study; tune a model that trains from scratch on its own params")
@@ -235,22 +331,32 @@ def model_jobs(config: dict, model: str) -> list[tuple[int, int]]:
 
 
 def train_slice(config: dict, model: str) -> dict:
-    """What a train job depends on: its model block minus ``seeds`` and ``resources``."""
+    """What a train job depends on: its model block minus ``seeds``, ``resources`` and ``seed_aggregate``
+    (how collect combines the seeds)."""
     m = copy.deepcopy(config["models"][model])
-    for key in ("seeds", "resources"):
+    for key in ("seeds", "resources", "seed_aggregate"):
         m.pop(key, None)
     return m
 
 
 def data_slice(config: dict) -> dict:
-    """What prepare depends on: the source, not the task's metric (changing the metric rescores only)."""
-    return {k: v for k, v in config["data"].items() if k not in ("metric", "task")}
+    """What prepare depends on: the source, not the task's metric (changing the metric rescores only).
+
+    The task is part of it only when it is not the default multilabel (a regression task validates its
+    tables as the perturbation layout), so that existing multilabel runs keep their slice."""
+    keep = {k: v for k, v in config["data"].items() if k not in ("metric", "task")}
+    if task_of(config) != "multilabel":
+        keep["task"] = task_of(config)
+    return keep
 
 
 def collect_slice(config: dict, model: str) -> dict:
     m = config["models"][model]
-    return {"folds": m["folds"], "seeds": list(m["seeds"]), "targets": m.get("targets", "scored"),
-            "metric": config["data"]["metric"]}
+    out = {"folds": m["folds"], "seeds": list(m["seeds"]), "targets": m.get("targets", "scored"),
+           "metric": config["data"]["metric"]}
+    if "seed_aggregate" in m:  # only when set: a model without it keeps the slice it always had
+        out["seed_aggregate"] = m["seed_aggregate"]
+    return out
 
 
 def tune_slice(config: dict, study: str) -> dict:

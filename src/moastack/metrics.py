@@ -3,6 +3,10 @@
 Missing labels (NaN) are ignored per target, so the same functions serve tables with gaps (Tox21).
 lish-moa is scored by log loss; Tox21 and most molecular benchmarks by mean ROC-AUC, which ranks
 rather than calibrates. ``METRICS`` names them all, with whether greater is better.
+
+Regression tasks (``data.task: regression``) have one metric, MRRMSE (:mod:`moastack.regression.metrics`):
+:func:`metric_value` and :func:`score_record` dispatch to it by name, so collect, the blend and tuning call
+the same two functions whatever the task. ``TASK_METRICS`` says which metric belongs to which task.
 """
 
 from __future__ import annotations
@@ -78,6 +82,24 @@ METRICS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], bool]] 
 }
 
 
+#: regression metric name -> greater_is_better (not in ``METRICS``: a multilabel score record keeps its keys)
+REGRESSION_METRICS: dict[str, bool] = {"mrrmse": False}
+#: task -> the metrics its ``data.metric`` may name
+TASK_METRICS: dict[str, tuple[str, ...]] = {"multilabel": tuple(METRICS), "regression": tuple(REGRESSION_METRICS)}
+
+
+def metric_task(name: str) -> str:
+    """The task a metric belongs to: ``regression`` for MRRMSE, ``multilabel`` for the others."""
+    return "regression" if name in REGRESSION_METRICS else "multilabel"
+
+
+def greater_is_better(name: str) -> bool:
+    """Whether a larger value of metric ``name`` is better (AUCs) or worse (losses, MRRMSE)."""
+    if name in REGRESSION_METRICS:
+        return REGRESSION_METRICS[name]
+    return _metric(name)[1]
+
+
 def _metric(name: str) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], bool]:
     try:
         return METRICS[name]
@@ -92,7 +114,11 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 def metric_value(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean over targets (NaN targets skipped) of metric ``name``."""
+    """Mean over targets (NaN targets skipped) of metric ``name``; MRRMSE (mean over rows) for ``mrrmse``."""
+    if name == "mrrmse":
+        from moastack.regression.metrics import mrrmse
+
+        return mrrmse(y_true, y_pred)
     return _nanmean(_metric(name)[0](y_true, y_pred))
 
 
@@ -104,7 +130,13 @@ def score_record(
 
     With the default metric this is ``{"metric": "mean_log_loss", ...}`` as before; ``value`` and
     ``per_target`` always belong to the chosen metric, so compare ``value`` with ``greater_is_better``.
+    ``metric="mrrmse"`` gives :func:`moastack.regression.metrics.regression_score_record` (MRRMSE, mean
+    column-wise RMSE and MAE, per-target RMSE, per-row RMSE quantiles) with ``greater_is_better`` False.
     """
+    if metric == "mrrmse":
+        from moastack.regression.metrics import regression_score_record
+
+        return {"greater_is_better": False, **regression_score_record(y_true, y_pred, list(targets), **extra)}
     _metric(metric)
     per_all = {name: fn(y_true, y_pred) for name, (fn, _) in METRICS.items()}
     chosen = per_all[metric]

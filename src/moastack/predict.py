@@ -13,6 +13,11 @@ rows, exactly what the pipeline did for its test rows:
 4. the members are combined with the applied method's weights from ``blend/weights.json`` and
    controls are set to 0, as in the submission.
 
+A regression run (``blend/weights.json`` metric ``mrrmse``) reads new rows in the perturbation layout
+(``sig_id``, ``cell_type``, ``compound``, ``smiles``...: :mod:`moastack.data.perturbation`), re-applies each
+job's saved target encoder to their key columns and clips nothing to [0, 1]. Seeds are combined as the
+model's ``score.json`` says (``seed_aggregate`` median: the median over seeds of the per-seed fold means).
+
 What a results folder must hold is derived from the artifacts themselves (``weights.json`` names the
 members, each ``score.json`` its seeds and folds, each ``model.pt`` its feature set and upstream
 models), so no config is needed; every missing file is named in one error.
@@ -36,6 +41,7 @@ from moastack import io
 from moastack.blend import apply_weights
 from moastack.data.columns import ID_COL
 from moastack.data.validate import InputError, _read_csv, validate_features
+from moastack.metrics import metric_task
 from moastack.models.base import FitContext, resolve_device
 from moastack.stacking import meta_feature_names
 from moastack.targets import control_rows, prediction_frame
@@ -73,6 +79,7 @@ class ModelPlan:
     targets: list[str]
     feature_names: list[str]
     jobs: list[tuple[int, int, Path]]  # (seed, fold, model.pt)
+    seed_aggregate: str = "mean"
 
 
 @dataclass
@@ -82,6 +89,7 @@ class Plan:
     members: list[str]
     weights: np.ndarray
     models: dict[str, ModelPlan] = field(default_factory=dict)  # dependency order: upstream first
+    task: str = "multilabel"
 
     @property
     def n_jobs(self) -> int:
@@ -127,7 +135,8 @@ def plan_prediction(results: str | os.PathLike) -> Plan:
     applied = weights["applied"]
     members = list(weights["members"])
     w = np.array([weights["methods"][applied]["weights"][m] for m in members], dtype=np.float64)
-    plan = Plan(results=results, applied=applied, members=members, weights=w)
+    plan = Plan(results=results, applied=applied, members=members, weights=w,
+                task=metric_task(weights.get("metric", "log_loss")))
 
     missing: list[Path] = []
     found: dict[str, ModelPlan] = {}
@@ -181,6 +190,7 @@ def _plan_model(results: Path, name: str, missing: list[Path]) -> ModelPlan | No
         targets=list(extras["targets"]),
         feature_names=list(extras["feature_names"]),
         jobs=jobs,
+        seed_aggregate=score.get("seed_aggregate", "mean"),  # collect records it when it is not the mean
     )
 
 
@@ -230,8 +240,9 @@ def _batches(n: int, batch_size: int) -> Iterator[slice]:
 
 
 # ------------------------------------------------------------------------------------------ input
-def read_input(path: str | os.PathLike) -> pd.DataFrame:
-    """Read new samples (CSV, or Parquet by extension) and validate them like ``prepare`` does."""
+def read_input(path: str | os.PathLike, task: str = "multilabel") -> pd.DataFrame:
+    """Read new samples (CSV, or Parquet by extension) and validate them like ``prepare`` does (the
+    perturbation layout for a regression task)."""
     path = Path(path)
     if path.suffix == ".parquet":
         if not path.is_file():
@@ -239,7 +250,19 @@ def read_input(path: str | os.PathLike) -> pd.DataFrame:
         frame = io.read_parquet(path)
     else:
         frame = _read_csv(path)
+    if task == "regression":
+        from moastack.data.perturbation import validate_perturbation_features
+
+        return validate_perturbation_features(frame, str(path))
     return validate_features(frame, str(path))
+
+
+def results_task(results: str | os.PathLike) -> str:
+    """The task of a results folder, from its blend's metric (multilabel when there is no blend yet)."""
+    weights = Path(results) / "blend" / "weights.json"
+    if not weights.is_file():
+        return "multilabel"
+    return metric_task(io.read_json(weights).get("metric", "log_loss"))
 
 
 # ---------------------------------------------------------------------------------------- predict
@@ -287,12 +310,14 @@ def predict_frame(
         meta_names = [c for m in model_plan.meta for c in meta_feature_names(m, plan.models[m].targets)]
         meta_values = np.hstack(meta) if meta else None
         total = np.zeros((n, len(model_plan.targets)), dtype=np.float64)
+        per_seed: dict[int, np.ndarray] = {}  # seed_aggregate median: each seed's sum over its folds
         for seed, fold, path in model_plan.jobs:
             model, extras = _load_job(path, name, seed, fold)
             pred = np.empty((n, len(model_plan.targets)), dtype=np.float32)
             for i, rows in enumerate(batches):
                 inputs, input_names = job_input_matrix(
-                    X[rows], names, None if meta_values is None else meta_values[rows], meta_names, extras
+                    X[rows], names, None if meta_values is None else meta_values[rows], meta_names, extras,
+                    keys=features.iloc[rows].reset_index(drop=True) if extras.get("target_encoder") is not None else None,
                 )
                 if input_names != list(extras["feature_names"]):
                     raise ArtifactError(
@@ -303,11 +328,20 @@ def predict_frame(
                 pred[rows] = predict_rows(model, inputs, is_control[rows], context)
                 progress.step(f"{name} seed{seed} fold{fold}{tag(i)}")
             total += pred
-        # collect: float64 mean over seeds x folds, written as float32 in [0, 1]
-        collected[name] = np.clip((total / len(model_plan.jobs)).astype(np.float32), 0.0, 1.0)
+            if model_plan.seed_aggregate == "median":
+                per_seed.setdefault(seed, np.zeros_like(total))
+                per_seed[seed] += pred
+        # collect: float64 mean over seeds x folds (or median over seeds of their fold means), written as
+        # float32 (in [0, 1] for a multilabel task)
+        if model_plan.seed_aggregate == "median":
+            n_folds = {s: sum(1 for js, _, _ in model_plan.jobs if js == s) for s in per_seed}
+            agg = np.median([per_seed[s] / n_folds[s] for s in sorted(per_seed)], axis=0).astype(np.float32)
+        else:
+            agg = (total / len(model_plan.jobs)).astype(np.float32)
+        collected[name] = agg if plan.task == "regression" else np.clip(agg, 0.0, 1.0)
 
     blend = apply_weights(plan.weights, [collected[m] for m in plan.members])
-    out = prediction_frame(features[ID_COL].to_numpy(), blend, plan.models[plan.members[0]].targets)
+    out = prediction_frame(features[ID_COL].to_numpy(), blend, plan.models[plan.members[0]].targets, task=plan.task)
     out.loc[is_control, out.columns[1:]] = 0.0  # as in the submission
     return out
 
@@ -336,7 +370,7 @@ def predict(
     progress: bool | None = None,
 ) -> pd.DataFrame:
     """Validate ``input_path``, replay the pipeline from ``results`` and write the CSV ``output``."""
-    features = read_input(input_path)
+    features = read_input(input_path, task=results_task(results))
     plan = plan_prediction(results)
     bar = Progress(0, enabled=progress)
     try:

@@ -13,6 +13,7 @@ import pandas as pd
 from moastack.data.columns import CONTROL, ID_COL
 
 TARGET_KINDS = ("scored", "nonscored")
+TASKS = ("multilabel", "regression")
 
 
 def select_target_columns(targets: pd.DataFrame, kind: str) -> list[str]:
@@ -38,9 +39,15 @@ def control_rows(features: pd.DataFrame) -> np.ndarray:
     return control_mask(features["cp_type"])
 
 
-def prediction_frame(sig_ids, values: np.ndarray, targets: list[str]) -> pd.DataFrame:
-    """The Parquet prediction contract: sig_id + one float32 column per target, in [0, 1]."""
-    values = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)
+def prediction_frame(sig_ids, values: np.ndarray, targets: list[str], task: str = "multilabel") -> pd.DataFrame:
+    """The Parquet prediction contract: sig_id + one float32 column per target, in [0, 1] for a multilabel
+    task (probabilities); a regression task's values are written as they are (target units: its models
+    clip to each target's training range themselves)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    values = np.asarray(values, dtype=np.float32)
+    if task == "multilabel":
+        values = np.clip(values, 0.0, 1.0)
     frame = pd.DataFrame(values, columns=list(targets))
     frame.insert(0, ID_COL, np.asarray(sig_ids).astype(str))
     return frame

@@ -1,5 +1,10 @@
 """The prepare step: load the raw tables (a CSV directory or the synthetic generator), validate, write Parquet.
 
+A regression task (``data.task: regression``) reads the perturbation layout: ``data.source:
+synthetic_perturbation`` generates it (:mod:`moastack.regression.synthetic`, sized by the
+``data.synthetic_perturbation`` block: :class:`PerturbationSpec` fields, demo-small by default), ``dir``
+reads the five CSV files of that layout; both are checked by :mod:`moastack.data.perturbation`.
+
 Validation runs completely before the first file is written, so a bad input leaves no partial results
 for later rules to pick up.
 """
@@ -20,7 +25,42 @@ from moastack.io import write_parquet
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("synthetic", "dir", "table")
+SOURCES = ("synthetic", "dir", "table", "synthetic_perturbation")
+
+
+def perturbation_spec(options: dict[str, Any] | None):
+    """A PerturbationSpec from ``data.synthetic_perturbation``, refusing unknown keys with the known ones."""
+    from moastack.regression.synthetic import PerturbationSpec
+
+    options = dict(options or {})
+    known = [f.name for f in dataclasses.fields(PerturbationSpec)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise InputError(f"data.synthetic_perturbation: unknown settings {unknown}; known: {known}")
+    try:
+        return PerturbationSpec(**options)
+    except ValueError as err:
+        raise InputError(f"data.synthetic_perturbation: {err}") from err
+
+
+def _load_regression(data_cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """The validated perturbation tables of a regression task (generated, or read from data.dir)."""
+    from moastack.data.perturbation import validate_perturbation_tables
+
+    source = data_cfg.get("source")
+    if source == "synthetic_perturbation":
+        from moastack.regression.synthetic import generate_perturbation
+
+        spec = perturbation_spec(data_cfg.get("synthetic_perturbation"))
+        log.info("generating synthetic perturbation data: %s", spec)
+        return validate_perturbation_tables(generate_perturbation(spec),
+                                            {name: f"synthetic_perturbation:{name}" for name in C.TABLES})
+    if source == "dir":
+        directory = data_cfg.get("dir")
+        log.info("reading perturbation CSV files from %s", directory)
+        return validate_perturbation_tables(read_raw_dir(directory),
+                                            {name: str(Path(directory) / f"{name}.csv") for name in C.TABLES})
+    raise InputError(f"data.source: a regression task reads synthetic_perturbation or dir, got {source!r}")
 
 
 def _synthetic_spec(options: dict[str, Any] | None) -> SyntheticSpec:
@@ -56,7 +96,9 @@ def prepare(data_cfg: dict[str, Any], outputs: dict[str, str]) -> dict[str, pd.D
     missing = [name for name in C.TABLES if name not in outputs]
     if missing:
         raise ValueError(f"prepare: no output path for tables {missing}")
-    if data_cfg.get("source") == "table":
+    if data_cfg.get("task", "multilabel") == "regression" or data_cfg.get("source") == "synthetic_perturbation":
+        validated = _load_regression(data_cfg)
+    elif data_cfg.get("source") == "table":
         from moastack.data.table import load_table_source
 
         log.info("reading the table source %s", data_cfg["table"]["path"])

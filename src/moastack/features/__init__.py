@@ -1,6 +1,9 @@
 """Feature sets: fitted, named chains of DataFrame transforms (RankGauss, PCA, row stats, ...)."""
 
-from moastack.features import molecular  # noqa: F401  (registers the RDKit steps: morgan, rdkit_descriptors)
+from moastack.features import (
+    categorical,  # noqa: F401  (registers onehot_columns)
+    molecular,  # noqa: F401  (registers the RDKit steps: morgan, rdkit_descriptors)
+)
 from moastack.features.feature_set import FeatureSet, build_feature_set, make_step
 from moastack.features.transformers import (
     STEP_CLASSES,

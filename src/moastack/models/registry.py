@@ -1,6 +1,7 @@
 """Architecture names → model classes, and loading of saved models.
 
-The config's ``arch`` key picks a class here; :func:`load_model` reads what
+The config's ``arch`` key picks a class here (multilabel classifiers, and the regressors of
+:mod:`moastack.regression.models` for ``data.task: regression``; :func:`arch_task` says which); :func:`load_model` reads what
 :meth:`TabularModel.save` wrote (arch, params, state) and rebuilds the fitted model.
 """
 
@@ -15,6 +16,7 @@ from moastack.models.resnet import ResNet2H
 from moastack.models.simple_nn import SimpleNN
 from moastack.models.sklearn_models import RandomForestModel
 from moastack.models.tabnet import TabNetModel  # imports pytorch-tabnet only when a TabNet is fitted or loaded
+from moastack.regression.models import ARCHS as REGRESSION_ARCHS
 
 ARCHS: dict[str, type[TabularModel]] = {
     "prior": PriorModel,
@@ -22,7 +24,13 @@ ARCHS: dict[str, type[TabularModel]] = {
     "tabnet": TabNetModel,
     "resnet2h": ResNet2H,
     "random_forest": RandomForestModel,
+    **REGRESSION_ARCHS,  # ridge, mlp_regressor
 }
+
+
+def arch_task(arch: str) -> str:
+    """``regression`` for the regressors (continuous targets, MRRMSE), ``multilabel`` for every other arch."""
+    return "regression" if arch in REGRESSION_ARCHS else "multilabel"
 
 
 def _lazy_archs() -> dict[str, str]:

@@ -159,6 +159,10 @@ class MLPRegressor(_Regressor):
     scale, or none) and predictions returned in original units. With validation rows, each epoch scores
     the decoded, clipped predictions by MRRMSE; training stops after ``patience`` epochs without an
     improvement and the best epoch's weights are restored. ``history_`` valid_loss is that MRRMSE.
+
+    ``drop_constant`` (default on) leaves out input columns that are constant on the training rows. Under
+    group or rare-cell-type folds a one-hot column of a held-out category is all zero in training; batch
+    norm then learns a near-zero variance for it and a 1 at prediction time becomes a ~300σ input.
     """
 
     arch = "mlp_regressor"
@@ -180,6 +184,7 @@ class MLPRegressor(_Regressor):
         "svd_components": None,
         "clip": True,
         "eval_batch_size": 4096,
+        "drop_constant": True,
     }
 
     def _check_params(self) -> None:
@@ -238,6 +243,12 @@ class MLPRegressor(_Regressor):
         if len(X) < 2 and self.param("batch_norm"):
             raise ValueError("MLPRegressor with batch_norm needs at least 2 training rows")
         T = self._scale_targets(self._fit_targets(Y, context.seed))
+        self.keep_ = (np.ptp(X, axis=0) > 0) if self.param("drop_constant") and len(X) else None
+        if self.keep_ is not None and (self.keep_.all() or not self.keep_.any()):
+            self.keep_ = None  # nothing to drop (or nothing would be left)
+        X = self._inputs(X)
+        if X_valid is not None:
+            X_valid = self._inputs(X_valid)
         self.n_in_, self.n_out_ = int(X.shape[1]), int(T.shape[1])
         self.module_ = self._build(self.n_in_, self.n_out_).to(device).train()
         self.history_ = self._train(X, T, X_valid, Y_valid, context, device)
@@ -291,6 +302,12 @@ class MLPRegressor(_Regressor):
             self.module_.load_state_dict(best_state)
         return history
 
+    def _inputs(self, X) -> np.ndarray:
+        """The input columns the network reads (all, or those not constant in training)."""
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        keep = getattr(self, "keep_", None)
+        return X if keep is None else np.ascontiguousarray(X[:, keep])
+
     def predict(self, X, context: FitContext | None = None) -> np.ndarray:
         if context is not None:
             set_threads(context.threads)
@@ -298,18 +315,19 @@ class MLPRegressor(_Regressor):
             return np.zeros((0, self.n_targets_), dtype=np.float32)
         device = torch.device(context.device) if context is not None else next(self.module_.parameters()).device
         self.module_.to(device)
-        return self._outputs_to_targets(self._forward(X, device))
+        return self._outputs_to_targets(self._forward(self._inputs(X), device))
 
     def state(self) -> dict[str, Any]:
         return {"module": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},
                 "n_in": self.n_in_, "n_out": self.n_out_, "target_mean": self.target_mean_,
-                "target_scale": self.target_scale_, **self._target_state()}
+                "target_scale": self.target_scale_, "keep": getattr(self, "keep_", None), **self._target_state()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], params: dict[str, Any]) -> MLPRegressor:
         model = cls(**params)
         model._load_target_state(state)
         model.n_in_, model.n_out_ = int(state["n_in"]), int(state["n_out"])
+        model.keep_ = None if state.get("keep") is None else np.asarray(state["keep"], dtype=bool)
         model.target_mean_ = np.asarray(state["target_mean"], dtype=np.float32)
         model.target_scale_ = np.asarray(state["target_scale"], dtype=np.float32)
         model.module_ = model._build(model.n_in_, model.n_out_)
