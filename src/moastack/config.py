@@ -230,24 +230,36 @@ def _check_task(config: dict) -> None:
                           "(moastack.tuning optimises the multilabel metrics only)")
 
 
-def _check_pseudo_from(models: dict, name: str, m: dict) -> None:
-    """Pseudo-labels come from the source's job of the same seed × fold: both must exist, on one scheme."""
-    source = m["pseudo_from"]
+def _check_same_job_source(models: dict, name: str, key: str, self_use: str, leak: str) -> dict:
+    """A model reading its source's job of the same seed × fold (``init_from``, ``pseudo_from``): the
+    source must exist, be another model, use the same fold scheme and have every seed of this one."""
+    source = models[name][key]
+    m = models[name]
     if source not in models:
-        raise ConfigError(f"models.{name}.pseudo_from: unknown model {source!r}")
+        raise ConfigError(f"models.{name}.{key}: unknown model {source!r}")
     if source == name:
-        raise ConfigError(f"models.{name}.pseudo_from: a model cannot label its own training rows")
+        raise ConfigError(f"models.{name}.{key}: a model cannot {self_use}")
     src = models[source]
     if src["folds"] != m["folds"]:
         raise ConfigError(
-            f"models.{name}.pseudo_from: {source} uses fold scheme {src['folds']!r}, {name} uses {m['folds']!r}; "
-            f"pseudo-labels need the same folds, or {source}'s test predictions were fitted on {name}'s "
-            "validation rows (leakage)"
+            f"models.{name}.{key}: {source} uses fold scheme {src['folds']!r}, {name} uses {m['folds']!r}; "
+            f"{leak.format(source=source, name=name)}"
         )
     missing = sorted(set(m["seeds"]) - set(src["seeds"]))
     if missing:
-        raise ConfigError(f"models.{name}.pseudo_from: {source} has no seeds {missing}; add them to "
-                          f"models.{source}.seeds (each job takes the labels of the same seed × fold)")
+        raise ConfigError(f"models.{name}.{key}: {source} has no seeds {missing}; add them to "
+                          f"models.{source}.seeds (each job reads the same seed × fold)")
+    return src
+
+
+def _check_pseudo_from(models: dict, name: str, m: dict) -> None:
+    """Pseudo-labels come from the source's job of the same seed × fold: both must exist, on one scheme."""
+    source = m["pseudo_from"]
+    src = _check_same_job_source(
+        models, name, "pseudo_from", "label its own training rows",
+        "pseudo-labels need the same folds, or {source}'s test predictions were fitted on {name}'s "
+        "validation rows (leakage)",
+    )
     if src.get("targets", "scored") != m.get("targets", "scored"):
         raise ConfigError(f"models.{name}.pseudo_from: {source} predicts {src.get('targets', 'scored')} targets, "
                           f"{name} learns {m.get('targets', 'scored')} ones")
@@ -293,19 +305,10 @@ def _check_data(config: dict) -> None:
 def _check_init_from(models: dict, name: str, m: dict) -> None:
     """A transfer model starts from its source's job of the same seed × fold: both must exist."""
     source = m["init_from"]
-    if source not in models:
-        raise ConfigError(f"models.{name}.init_from: unknown model {source!r}")
-    if source == name:
-        raise ConfigError(f"models.{name}.init_from: a model cannot start from its own weights")
-    src = models[source]
-    if src["folds"] != m["folds"]:
-        raise ConfigError(
-            f"models.{name}.init_from: {source} uses fold scheme {src['folds']!r}, {name} uses {m['folds']!r}; "
-            f"transfer needs the same folds, or {name}'s validation rows were seen by {source}'s weights"
-        )
-    missing = sorted(set(m["seeds"]) - set(src["seeds"]))
-    if missing:
-        raise ConfigError(f"models.{name}.init_from: {source} has no seeds {missing}; add them to models.{source}.seeds")
+    src = _check_same_job_source(
+        models, name, "init_from", "start from its own weights",
+        "transfer needs the same folds, or {name}'s validation rows were seen by {source}'s weights",
+    )
     if m["arch"] not in TRANSFER_ARCHS:
         raise ConfigError(f"models.{name}.init_from: arch {m['arch']} has no transfer; supported: {', '.join(TRANSFER_ARCHS)}")
     if src["arch"] != m["arch"]:

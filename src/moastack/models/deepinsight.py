@@ -26,7 +26,14 @@ from moastack.deepinsight.feature_map import FeatureMap, fit_feature_map, image_
 from moastack.deepinsight.render import Renderer
 from moastack.models.base import FitContext, TabularModel
 from moastack.models.losses import bce_with_logits, label_mask, smooth_targets
-from moastack.models.trainer import batch_bounds, init_output_bias, seed_everything, set_threads, tune_cpu_allocator
+from moastack.models.trainer import (
+    backward_step,
+    batch_bounds,
+    init_output_bias,
+    seed_everything,
+    set_threads,
+    tune_cpu_allocator,
+)
 
 DEFAULTS: dict[str, Any] = {
     "backbone": "resnet10t",  # any timm model name
@@ -395,13 +402,7 @@ class DeepInsightCNN(TabularModel):
             with _autocast(dtype):
                 logits = module(X[start:stop])
             loss = bce_with_logits(logits.float(), Y[start:stop], None if mask is None else mask[start:stop])
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            backward_step(loss, optimizer, scaler)
             loss_sum += loss.detach() * (stop - start)
         return float(loss_sum) / len(X)
 

@@ -203,6 +203,17 @@ def _amp_settings(cfg: TrainConfig, device: torch.device) -> tuple[bool, torch.d
     return True, dtype
 
 
+def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler=None) -> None:
+    """Backpropagate and step, through the fp16 GradScaler when there is one."""
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+
+
 def _module_device(module: nn.Module) -> torch.device:
     for p in module.parameters():
         return p.device
@@ -340,13 +351,7 @@ def fit_module(
                 logits = module(X_buf[start:stop])
             m = None if M_buf is None else M_buf[start:stop]
             loss = bce_with_logits(logits.float(), Y_buf[start:stop], m, pos_weight=pos_weight)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            backward_step(loss, optimizer, scaler)
             loss_sum += loss.detach() * (stop - start)
             if per_batch:
                 scheduler.step()
