@@ -284,3 +284,21 @@ def test_feature_maps_must_be_png(tmp_path):
     inputs = write_run(tmp_path / "results", "roc_auc", all_metrics=True, feature_maps=[("bad", b"not a png")])
     with pytest.raises(ValueError, match="not a PNG"):
         build_report(inputs, default_outputs(tmp_path / "out"))
+
+
+def test_worst_targets_of_a_wide_regression_score_come_from_the_oof():
+    """Beyond 2,000 targets a regression score.json keeps quantiles only; the report computes each
+    target's RMSE from the OOF table instead of failing on the quantile keys."""
+    import numpy as np
+    import pandas as pd
+
+    from moastack.report.data import metric_info, worst_targets
+
+    ids = [f"r{i}" for i in range(4)]
+    truth = pd.DataFrame({"sig_id": ids, "g0": [0.0, 1.0, 2.0, 3.0], "g1": [1.0, 1.0, 1.0, 1.0]})
+    oof = pd.DataFrame({"sig_id": ids, "g0": [0.0, 1.0, 2.0, 3.0], "g1": [3.0, 1.0, 1.0, -1.0]})
+    score = {"metric": "mrrmse", "per_target": {"q00": 0.0, "q100": 1.4}, "per_target_summary": "quantiles"}
+    table = worst_targets(score, oof, truth, pd.Series(True, index=ids), None, 5, metric_info("mrrmse"))
+    assert list(table["target"]) == ["g1", "g0"]
+    assert table.iloc[0, 1] == pytest.approx(np.sqrt(8 / 4))
+    assert table.iloc[1, 1] == pytest.approx(0.0)

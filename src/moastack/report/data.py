@@ -318,6 +318,21 @@ def worst_columns(metric: MetricInfo) -> tuple[str, str]:
     return f"blend {metric.label}", f"best member {metric.label}"
 
 
+def target_values(score: dict, oof: pd.DataFrame, targets: pd.DataFrame) -> pd.Series:
+    """The score's per-target values of the run's metric. A regression score with thousands of targets
+    keeps only quantiles of them (``per_target_summary``); the report then computes each target's RMSE
+    from the OOF predictions it already read."""
+    names = [c for c in targets.columns if c != ID_COL]
+    per_target = score.get("per_target") or {}
+    if "per_target_summary" not in score and any(t in per_target for t in names):
+        return pd.Series({t: _num(v) for t, v in per_target.items() if t in set(names)}, dtype=np.float64)
+    from moastack.regression.metrics import per_target_rmse
+
+    truth = targets.set_index(ID_COL)[names]
+    pred = oof.set_index(ID_COL).reindex(truth.index)[names]
+    return pd.Series(per_target_rmse(truth.to_numpy(np.float64), pred.to_numpy(np.float64)), index=names)
+
+
 def worst_targets(
     blend_score: dict, blend_oof: pd.DataFrame, targets: pd.DataFrame, treated: pd.Series,
     best_member: dict | None, n: int, metric: MetricInfo | None = None,
@@ -326,7 +341,7 @@ def worst_targets(
     mean prediction; targets without a score (NaN, e.g. no AUC with one class) are left out."""
     metric = metric or metric_info(blend_score.get("metric"))
     blend_col, best_col = worst_columns(metric)
-    values = metric.worst_first(pd.Series(blend_score["per_target"], dtype=np.float64).dropna()).head(n)
+    values = metric.worst_first(target_values(blend_score, blend_oof, targets).dropna()).head(n)
     cols = list(values.index)
     truth = targets.set_index(ID_COL)[cols]
     oof = blend_oof.set_index(ID_COL).reindex(truth.index)[cols]
@@ -348,7 +363,9 @@ def per_target_table(
     """Targets × (models + blend) of the run's metric, hardest target for the blend first; empty when the
     blend scores more than ``max_targets`` targets. Models predicting none of the blend's targets are left
     out; labelled and positives count the known labels of each target."""
-    blend = pd.Series({t: _num(v) for t, v in (blend_score.get("per_target") or {}).items()}, dtype=np.float64)
+    names = set(targets.columns) - {ID_COL}
+    blend = pd.Series({t: _num(v) for t, v in (blend_score.get("per_target") or {}).items() if t in names},
+                      dtype=np.float64)
     if blend.empty or len(blend) > max_targets:
         return pd.DataFrame()
     order = list(metric.worst_first(blend).index)
