@@ -10,7 +10,6 @@ each batch is rendered on the training device right before the forward pass: no 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -27,6 +26,7 @@ from moastack.deepinsight.render import Renderer
 from moastack.models.base import FitContext, TabularModel
 from moastack.models.losses import bce_with_logits, label_mask, smooth_targets
 from moastack.models.trainer import (
+    EarlyStopping,
     backward_step,
     batch_bounds,
     init_output_bias,
@@ -357,7 +357,7 @@ class DeepInsightCNN(TabularModel):
         epochs, patience = int(self.param("epochs")), self.param("patience")
         bounds = batch_bounds(len(X_t), int(self.param("batch_size")))
         history: list[dict[str, Any]] = []
-        best_loss, best_state, stale = math.inf, None, 0
+        stopper = EarlyStopping(patience)
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
@@ -376,17 +376,10 @@ class DeepInsightCNN(TabularModel):
                      "-" if valid_loss is None else f"{valid_loss:.5f}", lr, seconds)
             if valid_loss is None:
                 continue
-            if valid_loss < best_loss:
-                best_loss, stale = valid_loss, 0
-                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-            else:
-                stale += 1
-                if patience is not None and stale >= patience:
-                    log.info("deepinsight: early stop after epoch %d: no improvement for %d epochs", epoch, stale)
-                    break
-        if best_state is not None:
-            module.load_state_dict(best_state)
-            log.info("deepinsight: restored best weights: valid %.5f", best_loss)
+            if stopper.update(module, valid_loss):
+                log.info("deepinsight: early stop after epoch %d: no improvement for %d epochs", epoch, stopper.stale)
+                break
+        stopper.restore(module, log, "deepinsight: ")
         module.eval()
         return history
 

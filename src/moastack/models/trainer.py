@@ -224,6 +224,31 @@ def _clone_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+class EarlyStopping:
+    """Track the best validation loss: keep its weights, and say when ``patience`` epochs passed
+    without an improvement over ``min_delta`` (``patience`` None: never stop)."""
+
+    def __init__(self, patience: int | None, min_delta: float = 0.0, keep_best: bool = True) -> None:
+        self.patience, self.min_delta, self.keep_best = patience, min_delta, keep_best
+        self.best_loss, self.best_state, self.stale = math.inf, None, 0
+
+    def update(self, module: nn.Module, valid_loss: float) -> bool:
+        """Record one epoch's validation loss; True when training should stop."""
+        if valid_loss < self.best_loss - self.min_delta:
+            self.best_loss, self.stale = valid_loss, 0
+            if self.keep_best:
+                self.best_state = _clone_state(module)
+            return False
+        self.stale += 1
+        return self.patience is not None and self.stale >= self.patience
+
+    def restore(self, module: nn.Module, log, prefix: str = "") -> None:
+        """Load the best weights back, if any were kept."""
+        if self.best_state is not None:
+            module.load_state_dict(self.best_state)
+            log.info("%srestored best weights: valid %.5f", prefix, self.best_loss)
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -334,7 +359,7 @@ def fit_module(
     M_buf = None if mask_t is None else torch.empty_like(mask_t)
 
     history: list[dict[str, Any]] = []
-    best_loss, best_state, stale = math.inf, None, 0
+    stopper = EarlyStopping(cfg.patience, cfg.min_delta, cfg.restore_best)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=perm_gen, device=device)
@@ -366,18 +391,10 @@ def fit_module(
                  "-" if valid_loss is None else f"{valid_loss:.5f}", lr, seconds)
         if valid_loss is None:
             continue
-        if valid_loss < best_loss - cfg.min_delta:
-            best_loss, stale = valid_loss, 0
-            if cfg.restore_best:
-                best_state = _clone_state(module)
-        else:
-            stale += 1
-            if cfg.patience is not None and stale >= cfg.patience:
-                log.info("early stop after epoch %d: no improvement for %d epochs", epoch, stale)
-                break
-    if best_state is not None:
-        module.load_state_dict(best_state)
-        log.info("restored best weights: valid %.5f", best_loss)
+        if stopper.update(module, valid_loss):
+            log.info("early stop after epoch %d: no improvement for %d epochs", epoch, stopper.stale)
+            break
+    stopper.restore(module, log)
     module.eval()
     return history
 
