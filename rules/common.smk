@@ -3,7 +3,6 @@
 
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 # This process imports the workflow's own source tree. Job scripts find it through the installed
 # package or, inside a `--sdm conda` environment, through the scripts/moastack link to src/moastack.
@@ -54,20 +53,32 @@ def model_cfg(wildcards):
     return config["models"][wildcards.model]
 
 
-def get_train_input(wildcards):
-    m = model_cfg(wildcards)
+def model_inputs(model):
+    """What every job of a model reads: its feature set, folds, targets, upstream models, map, study."""
+    m = config["models"][model]
     inputs = {
         "features_train": f"{RESULTS}/features/{m['features']}/train.parquet",
         "features_test": f"{RESULTS}/features/{m['features']}/test.parquet",
         "folds": f"{RESULTS}/folds/{m['folds']}.parquet",
-        "targets": f"{RESULTS}/data/train_targets_{m.get('targets', 'scored')}.parquet",
+        "targets": f"{RESULTS}/data/train_targets_{m['targets']}.parquet",
         "scored_targets": f"{RESULTS}/data/train_targets_scored.parquet",
         "train_features": f"{RESULTS}/data/train_features.parquet",
         "test_features": f"{RESULTS}/data/test_features.parquet",
     }
-    for upstream in m.get("meta", []):
+    for upstream in m["meta"]:
         inputs[f"meta_oof_{upstream}"] = f"{RESULTS}/models/{upstream}/oof.parquet"
         inputs[f"meta_test_{upstream}"] = f"{RESULTS}/models/{upstream}/test.parquet"
+    if "feature_map" in m:
+        inputs["feature_map"] = f"{RESULTS}/feature_maps/{m['feature_map']}/map.npz"
+    if "params_from" in m:
+        inputs["tuned_params"] = f"{RESULTS}/{m['params_from']}/best.json"
+    return inputs
+
+
+def get_train_input(wildcards):
+    """A job's model inputs, plus the outputs of its source jobs of the same seed × fold."""
+    m = model_cfg(wildcards)
+    inputs = model_inputs(wildcards.model)
     if "init_from" in m:
         inputs["init_model"] = (
             f"{job_dir(m['init_from'], wildcards.seed, wildcards.fold)}/model.pt"
@@ -76,10 +87,6 @@ def get_train_input(wildcards):
         inputs["pseudo_test"] = (
             f"{job_dir(m['pseudo_from'], wildcards.seed, wildcards.fold)}/test.parquet"
         )
-    if "feature_map" in m:
-        inputs["feature_map"] = f"{RESULTS}/feature_maps/{m['feature_map']}/map.npz"
-    if "params_from" in m:
-        inputs["tuned_params"] = f"{RESULTS}/{m['params_from']}/best.json"
     return inputs
 
 
@@ -89,9 +96,9 @@ def feature_map_input(wildcards):
 
 
 def get_tune_input(wildcards):
-    """A study fits its base model's folds in-process: the inputs of that model's train jobs."""
-    model = config["tune"][wildcards.study]["model"]
-    inputs = get_train_input(SimpleNamespace(model=model, seed=0, fold=0))
+    """A study fits its base model's folds in-process: the inputs of that model's jobs (the config
+    check refuses studies of models that read other jobs of the same seed × fold)."""
+    inputs = model_inputs(config["tune"][wildcards.study]["model"])
     inputs.pop("tuned_params", None)  # the study starts from the model's own params
     return inputs
 
@@ -103,7 +110,7 @@ def get_collect_input(wildcards):
         "oof": [f"{job_dir(wildcards.model, s, f)}/oof.parquet" for s, f in jobs],
         "test": [f"{job_dir(wildcards.model, s, f)}/test.parquet" for s, f in jobs],
         "metrics": [f"{job_dir(wildcards.model, s, f)}/metrics.json" for s, f in jobs],
-        "targets": f"{RESULTS}/data/train_targets_{m.get('targets', 'scored')}.parquet",
+        "targets": f"{RESULTS}/data/train_targets_{m['targets']}.parquet",
     }
 
 

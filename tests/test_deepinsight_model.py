@@ -34,8 +34,9 @@ def log_loss(Y: np.ndarray, P: np.ndarray) -> float:
     return float(np.mean(-(Y * np.log(P) + (1 - Y) * np.log(1 - P))))
 
 
-def ctx(seed: int = 0) -> FitContext:
-    return FitContext(seed=seed, device="cpu", threads=1, logger=logging.getLogger("test_deepinsight"))
+def ctx(seed: int = 0, fmap: FeatureMap | None = None, names: list[str] | None = None) -> FitContext:
+    return FitContext(seed=seed, device="cpu", threads=1, logger=logging.getLogger("test_deepinsight"),
+                      feature_map=fmap, feature_names=names)
 
 
 NAMES = [f"g-{i}" for i in range(P)]
@@ -53,15 +54,14 @@ def fmap(data) -> FeatureMap:
 
 
 def with_map(fm: FeatureMap, **params) -> DeepInsightCNN:
-    model = DeepInsightCNN(**{**SMALL, **params})
-    model.feature_map_ = fm
-    return model
+    """A model for ``fm`` (the map itself comes with the fit context: ``ctx(fmap=fm)``)."""
+    return DeepInsightCNN(**{**SMALL, **params})
 
 
 @pytest.fixture(scope="module")
 def fitted(data, fmap) -> DeepInsightCNN:
     Xtr, Ytr, Xva, Yva, _, _ = data
-    return with_map(fmap).fit(Xtr, Ytr, Xva, Yva, ctx())
+    return with_map(fmap).fit(Xtr, Ytr, Xva, Yva, ctx(fmap=fmap))
 
 
 # --------------------------------------------------------------------------- params
@@ -109,9 +109,8 @@ def test_save_load_round_trip(data, fitted, tmp_path):
 def test_fits_its_own_map_when_none_is_given(data, caplog):
     Xtr, Ytr, _, _, Xte, _ = data
     model = DeepInsightCNN(**{**SMALL, "epochs": 1, "image_size": [8, 10]})
-    model.feature_names_in_ = NAMES
     with caplog.at_level(logging.INFO, logger="test_deepinsight"):
-        model.fit(Xtr[:200], Ytr[:200], None, None, ctx())
+        model.fit(Xtr[:200], Ytr[:200], None, None, ctx(names=NAMES))
     assert "no feature map given" in caplog.text
     assert (model.feature_map_.height, model.feature_map_.width) == (8, 10)
     assert model.feature_map_.feature_names == NAMES
@@ -121,11 +120,9 @@ def test_fits_its_own_map_when_none_is_given(data, caplog):
 def test_columns_must_match_the_map(data, fmap):
     Xtr, Ytr, _, _, _, _ = data
     with pytest.raises(ValueError, match="40 features but X has 39 columns"):
-        with_map(fmap).fit(Xtr[:50, :39], Ytr[:50], None, None, ctx())
-    model = with_map(fmap)
-    model.feature_names_in_ = NAMES[::-1]
+        with_map(fmap).fit(Xtr[:50, :39], Ytr[:50], None, None, ctx(fmap=fmap))
     with pytest.raises(ValueError, match="position 0"):
-        model.fit(Xtr[:50], Ytr[:50], None, None, ctx())
+        with_map(fmap).fit(Xtr[:50], Ytr[:50], None, None, ctx(fmap=fmap, names=NAMES[::-1]))
 
 
 def test_nan_labels_are_masked(data, fmap):
@@ -135,15 +132,15 @@ def test_nan_labels_are_masked(data, fmap):
     Ytr[rng.random(Ytr.shape) < 0.2] = np.nan
     Yva[rng.random(Yva.shape) < 0.2] = np.nan
     Ytr[:, 0] = np.nan  # a target with no label at all
-    model = with_map(fmap, epochs=1).fit(Xtr[:200], Ytr, Xva, Yva, ctx())
+    model = with_map(fmap, epochs=1).fit(Xtr[:200], Ytr, Xva, Yva, ctx(fmap=fmap))
     assert np.isfinite([model.history_[0]["train_loss"], model.history_[0]["valid_loss"]]).all()
     assert np.isfinite(model.predict(Xte)).all()
 
 
 def test_same_seed_same_predictions(data, fmap):
     Xtr, Ytr, _, _, Xte, _ = data
-    a = with_map(fmap, epochs=1).fit(Xtr[:200], Ytr[:200], None, None, ctx(5)).predict(Xte)
-    b = with_map(fmap, epochs=1).fit(Xtr[:200], Ytr[:200], None, None, ctx(5)).predict(Xte)
+    a = with_map(fmap, epochs=1).fit(Xtr[:200], Ytr[:200], None, None, ctx(5, fmap=fmap)).predict(Xte)
+    b = with_map(fmap, epochs=1).fit(Xtr[:200], Ytr[:200], None, None, ctx(5, fmap=fmap)).predict(Xte)
     assert np.array_equal(a, b)
 
 
@@ -162,15 +159,15 @@ def seeded_backbone_file(tmp_path, name: str = BACKBONE, seed: int = 123) -> tup
 def test_local_pretrained_weights_are_loaded(data, fmap, tmp_path):
     Xtr, Ytr, _, _, Xte, _ = data
     path, saved = seeded_backbone_file(tmp_path)
-    loaded = with_map(fmap).build_module(fmap, T, pretrained=path)
-    plain = with_map(fmap).build_module(fmap, T, pretrained=False)
+    loaded = with_map(fmap).build_network(fmap, T, pretrained=path)
+    plain = with_map(fmap).build_network(fmap, T, pretrained=False)
     backbone = loaded.backbone.state_dict()
     assert all(torch.equal(backbone[k], saved[k]) for k in backbone)
     assert not any(k in backbone for k in saved if k.startswith("classifier"))  # the 7-class head is dropped
     x = torch.as_tensor(fmap.scale(Xte[:8]))
     assert not torch.allclose(loaded.eval()(x), plain.eval()(x))
     # fit starts from the file's weights (an lr this small leaves them in place)
-    model = with_map(fmap, pretrained=path, epochs=1, lr=1e-12).fit(Xtr[:64], Ytr[:64], None, None, ctx())
+    model = with_map(fmap, pretrained=path, epochs=1, lr=1e-12).fit(Xtr[:64], Ytr[:64], None, None, ctx(fmap=fmap))
     weights = {k: v for k, v in model.module_.backbone.state_dict().items()
                if "running" not in k and "num_batches" not in k}  # BN statistics do move in train mode
     assert all(torch.allclose(v, saved[k], atol=1e-6) for k, v in weights.items())
@@ -179,7 +176,7 @@ def test_local_pretrained_weights_are_loaded(data, fmap, tmp_path):
 def test_pretrained_file_of_another_architecture_is_refused(fmap, tmp_path):
     path, _ = seeded_backbone_file(tmp_path, OTHER_BACKBONE)
     with pytest.raises(ValueError, match=f"{OTHER_BACKBONE}.pth"):
-        with_map(fmap).build_module(fmap, T, pretrained=path)
+        with_map(fmap).build_network(fmap, T, pretrained=path)
     backbone = timm.create_model(BACKBONE, num_classes=0)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_backbone_weights(backbone, tmp_path / "missing.pt")

@@ -8,7 +8,7 @@ import torch
 from test_trainer import ctx, mean_log_loss, planted
 
 from moastack.models.prior import PriorModel
-from moastack.models.registry import ARCHS, build_model, load_model
+from moastack.models.registry import build_model, load_model, model_class, read_payload
 from moastack.models.resnet import ResNet2H, TwoHeadResNetModule, split_blocks
 from moastack.models.tabnet import TabNetModel
 
@@ -125,9 +125,15 @@ RESNET_SMALL = {
 
 
 def resnet(**params) -> ResNet2H:
-    model = ResNet2H(**{**RESNET_SMALL, **params})
-    model.feature_names_in_ = feature_names()
-    return model
+    return ResNet2H(**{**RESNET_SMALL, **params})
+
+
+def rctx(seed: int = 0, names: list[str] | None = None, init: dict | None = None):
+    """The fit context of a ResNet job: the columns' names (default ``feature_names()``), a phase-1 state."""
+    context = ctx(seed)
+    context.feature_names = feature_names() if names is None else names
+    context.init_state = init
+    return context
 
 
 @pytest.fixture(scope="module")
@@ -138,14 +144,14 @@ def phase1(data):
     models = []
     for seed in (0, 1):
         m = resnet(epochs=8)
-        models.append(m.fit(Xtr, Y1[:1000], Xva, Y1[1000:1250], ctx(seed)))
+        models.append(m.fit(Xtr, Y1[:1000], Xva, Y1[1000:1250], rctx(seed)))
     return models
 
 
 @pytest.fixture(scope="module")
 def resnet_fitted(data):
     Xtr, Ytr, Xva, Yva, _, _ = data
-    return resnet().fit(Xtr, Ytr, Xva, Yva, ctx(0))
+    return resnet().fit(Xtr, Ytr, Xva, Yva, rctx(0))
 
 
 def test_blocks_split_by_name():
@@ -211,9 +217,7 @@ def test_resnet_save_load_round_trip(tmp_path, data, resnet_fitted):
 
 def _phase2(phase1_model, data, seed=0, **params):
     Xtr, Ytr, Xva, Yva, _, _ = data
-    model = resnet(**params)
-    model.init_state_ = phase1_model.state()
-    return model.fit(Xtr, Ytr, Xva, Yva, ctx(seed))
+    return resnet(**params).fit(Xtr, Ytr, Xva, Yva, rctx(seed, init=phase1_model.state()))
 
 
 def test_transfer_uses_the_phase1_weights(data, phase1):
@@ -230,7 +234,7 @@ def test_transfer_uses_the_phase1_weights(data, phase1):
     assert [r["epoch"] for r in a.history_] == [1, 2, 3, 4]
     h = a.history_
     assert h[2]["lr"] == pytest.approx(1e-3 / 5) and h[0]["lr"] == pytest.approx(1e-3 / 3)
-    assert a.transferred_ and a.init_state_ is None and a.state()["transferred"]
+    assert a.transferred_ and a.state()["transferred"]
 
 
 def test_phase2a_trains_only_the_last_layers(data, phase1):
@@ -255,41 +259,30 @@ def test_phase2a_trains_only_the_last_layers(data, phase1):
 
 def test_transfer_refuses_other_features(data, phase1, tmp_path):
     Xtr, Ytr, Xva, Yva, _, _ = data
-    other = ResNet2H(**RESNET_SMALL)
-    other.feature_names_in_ = feature_names()[:-1]
-    other.init_state_ = phase1[0].state()
+    init = phase1[0].state()
     with pytest.raises(ValueError, match="same features"):
-        other.fit(Xtr[:, :-1], Ytr, Xva[:, :-1], Yva, ctx())
-    renamed = resnet()
-    renamed.feature_names_in_ = ["pca_x_0", *feature_names()[1:]]
-    renamed.init_state_ = phase1[0].state()
+        resnet().fit(Xtr[:, :-1], Ytr, Xva[:, :-1], Yva, rctx(names=feature_names()[:-1], init=init))
     with pytest.raises(ValueError, match="input blocks differ|names differ"):
-        renamed.fit(Xtr, Ytr, Xva, Yva, ctx())
-    wider = resnet(tail_hidden=[32])
-    wider.init_state_ = phase1[0].state()
+        resnet().fit(Xtr, Ytr, Xva, Yva, rctx(names=["pca_x_0", *feature_names()[1:]], init=init))
     with pytest.raises(ValueError, match="tail_hidden"):
-        wider.fit(Xtr, Ytr, Xva, Yva, ctx())
+        resnet(tail_hidden=[32]).fit(Xtr, Ytr, Xva, Yva, rctx(init=init))
 
 
-def test_load_init_state_from_a_model_file(data, phase1, tmp_path):
+def test_transfer_from_a_model_file(data, phase1, tmp_path):
     *_, Xte, _ = data
     phase1[0].save(tmp_path / "phase1.pt")
-    state = ResNet2H.load_init_state(tmp_path / "phase1.pt")
+    state = read_payload(tmp_path / "phase1.pt")["state"]
     assert state["n_in"] == P and state["feature_names"] == feature_names()
     m = resnet(phase2a_epochs=1, phase2b_epochs=1)
-    m.init_state_ = state
-    m.fit(*data[:4], ctx())
+    m.fit(*data[:4], rctx(init=state))
     m.save(tmp_path / "phase2.pt")
     np.testing.assert_array_equal(load_model(tmp_path / "phase2.pt").predict(Xte), m.predict(Xte))
-    PriorModel().fit(*data[:2], None, None, ctx()).save(tmp_path / "prior.pt")
-    with pytest.raises(ValueError, match="not a resnet2h"):
-        ResNet2H.load_init_state(tmp_path / "prior.pt")
 
 
 # --------------------------------------------------------------------------- registry
 
 
 def test_registry_has_the_new_archs():
-    assert ARCHS["tabnet"] is TabNetModel and ARCHS["resnet2h"] is ResNet2H
+    assert model_class("tabnet") is TabNetModel and model_class("resnet2h") is ResNet2H
     assert isinstance(build_model("resnet2h", {"epochs": 3}), ResNet2H)
     assert isinstance(build_model("tabnet", {"max_epochs": 3}), TabNetModel)

@@ -14,9 +14,9 @@ import pytest
 from conftest import run_snakemake, tiny_config, write_config
 
 from moastack.cli import main
+from moastack.fold_pipeline import FoldPipeline, JobRows
 from moastack.predict import Progress
-from moastack.stacking import MetaInputs, add_meta_features
-from moastack.train import job_input_matrix
+from moastack.spec import ModelSpec
 
 MOASTACK = str(Path(sys.executable).with_name("moastack"))
 TOL = 1e-6
@@ -49,26 +49,33 @@ def test_help_lists_the_commands():
         assert option in sub.stdout
 
 
-def test_job_input_matrix_matches_the_training_test_matrix(tmp_path):
-    """The shared builder gives new rows exactly the columns training gave its test rows."""
+def test_fold_pipeline_gives_new_rows_the_inputs_training_gave_its_test_rows(tmp_path):
+    """One builder: the fold pipeline fitted on training rows, then pickled (as in the model file), gives
+    the same matrix for the test rows as in training, with and without meta_only."""
+    import joblib
+
     rng = np.random.default_rng(0)
-    train_ids, test_ids = np.array([f"tr{i}" for i in range(50)]), np.array([f"te{i}" for i in range(9)])
-    cols = ["t1", "t2"]
-    for name, n, ids in (("oof", 50, train_ids), ("test", 9, test_ids)):
-        frame = pd.DataFrame(rng.random((n, 2)).astype(np.float32), columns=cols)
-        frame.insert(0, "sig_id", ids)
-        frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
     X, X_test = rng.normal(size=(50, 3)).astype(np.float32), rng.normal(size=(9, 3)).astype(np.float32)
-    meta = [MetaInputs("up", str(tmp_path / "oof.parquet"), str(tmp_path / "test.parquet"))]
-    upstream_test = pd.read_parquet(tmp_path / "test.parquet")[cols].to_numpy(np.float32)
+    meta, meta_test = rng.random((50, 2)).astype(np.float32), rng.random((9, 2)).astype(np.float32)
+    names, meta_names = ["f0", "f1", "f2"], ("up__t1", "up__t2")
+    fit = np.arange(50) < 35
     for meta_only in (False, True):
-        _, want, names, fitted = add_meta_features(
-            X, X_test, ["f0", "f1", "f2"], train_ids, test_ids, meta, np.arange(50) < 35, "quantile", meta_only, seed=1
-        )
-        state = {"model_cfg": {"meta": ["up"], "meta_only": meta_only}, "meta_transform": fitted}
-        got, got_names = job_input_matrix(X_test, ["f0", "f1", "f2"], upstream_test, ["up__t1", "up__t2"], state)
-        assert got_names == names
-        np.testing.assert_array_equal(got, want)
+        spec = ModelSpec.from_entry("m", {"arch": "simple_nn", "features": "f", "folds": "k", "meta": ["up"],
+                                          "meta_only": meta_only, "fold_steps": [{"name": "standardize"}]})
+        pipeline = FoldPipeline(spec, seed=1)
+        train_rows = JobRows(X, names, meta, meta_names).take(fit)
+        X_train = pipeline.fit_transform(train_rows, np.zeros((35, 2), np.float32))
+        want = pipeline.transform(JobRows(X_test, names, meta_test, meta_names))
+        joblib.dump(pipeline, tmp_path / "pipeline.joblib")
+        replayed = joblib.load(tmp_path / "pipeline.joblib")
+        np.testing.assert_array_equal(replayed.transform(JobRows(X_test, names, meta_test, meta_names)), want)
+        np.testing.assert_array_equal(replayed.transform(train_rows), X_train)
+        assert pipeline.names_out_ == ([*meta_names] if meta_only else [*names, *meta_names])
+        assert want.shape == (9, 2 if meta_only else 5)
+        # standardised on the 35 training rows only
+        np.testing.assert_allclose(X_train.mean(axis=0), 0.0, atol=1e-5)
+        with pytest.raises(ValueError, match="different config"):
+            pipeline.transform(JobRows(X_test, ["f0", "f1", "x"], meta_test, meta_names))
 
 
 def test_progress_draws_only_on_a_terminal():

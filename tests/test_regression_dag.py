@@ -39,7 +39,7 @@ def _checked(config: dict) -> dict:
 # ============================================================================================ unit tests
 # ------------------------------------------------------------------------------------------------ folds
 def _perturbation_tables(**spec):
-    from moastack.regression.synthetic import PerturbationSpec, generate_perturbation
+    from moastack.data.synthetic_perturbation import PerturbationSpec, generate_perturbation
 
     return generate_perturbation(PerturbationSpec(**{"n_genes": 10, "seed": 1, **spec}))
 
@@ -99,13 +99,13 @@ def test_presets_are_valid_and_multilabel_slices_are_unchanged():
     assert collect_slice(_checked(smoke_config()), "mlp")["seed_aggregate"] == "median"
 
 
-def test_registry_and_config_agree_on_the_regression_archs():
-    from moastack.config import REGRESSION_ARCHS
-    from moastack.models.registry import arch_task
-    from moastack.regression.models import ARCHS
+def test_the_registry_says_which_archs_serve_the_regression_task():
+    from moastack.models.registry import archs_for, model_class
+    from moastack.models.regressors import MLPRegressor, RidgeRegressor
 
-    assert tuple(ARCHS) == REGRESSION_ARCHS
-    assert {arch_task(a) for a in REGRESSION_ARCHS} == {"regression"} and arch_task("simple_nn") == "multilabel"
+    assert archs_for("regression") == ["ridge", "mlp_regressor"]
+    assert model_class("ridge") is RidgeRegressor and model_class("mlp_regressor") is MLPRegressor
+    assert "simple_nn" in archs_for("multilabel") and "ridge" not in archs_for("multilabel")
 
 
 def _edit(path: str, value):
@@ -122,8 +122,8 @@ def _edit(path: str, value):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (_edit("data.metric", "log_loss"), "regression task is scored by mrrmse"),
-    (_edit("models.baseline.arch", "simple_nn"), "multilabel classifier"),
+    (_edit("data.metric", "log_loss"), "but data.task is regression; use one of mrrmse"),
+    (_edit("models.baseline.arch", "simple_nn"), "serves multilabel tasks, not this regression one"),
     (_edit("folds.rare2.method", "multilabel_stratified"), "not for a regression task"),
     (_edit("folds.rare2.k", 1), "schema"),  # k >= 2 by schema
     (_edit("models.mlp_pseudo.pseudo_from", "nope"), "unknown model"),
@@ -154,7 +154,7 @@ def test_multilabel_task_refuses_regression_keys():
     for edit, message in [
         (_edit("data.metric", "mrrmse"), "set data.task: regression"),
         (_edit("models.nn.arch", "mlp_regressor"), "regressor"),
-        (_edit("models.nn.target_encoding", {"columns": ["cell_type"]}), "regression tasks only"),
+        (_edit("models.nn.target_encoding", {"columns": ["cell_type"]}), r"\(a regression task\) only"),
         (_edit("folds.ml3.method", "rare_cell_type"), "not for a multilabel task"),
     ]:
         config = copy.deepcopy(lish)
@@ -165,8 +165,7 @@ def test_multilabel_task_refuses_regression_keys():
 
 # ---------------------------------------------------------------------------------- metrics and blend
 def test_score_record_and_metric_value_dispatch_mrrmse():
-    from moastack.metrics import metric_value, score_record
-    from moastack.regression.metrics import mrrmse
+    from moastack.metrics import metric_value, mrrmse, score_record
 
     y = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     p = np.array([[1.0, 2.0, 6.0], [5.0, 6.0, 7.0]])
@@ -181,7 +180,7 @@ def test_mrrmse_blend_objective_value_gradient_and_search():
     from scipy.optimize import approx_fprime
 
     from moastack.blend import MRRMSEObjective, apply_weights, search_weights
-    from moastack.regression.metrics import mrrmse
+    from moastack.metrics import mrrmse
 
     rng = np.random.default_rng(0)
     y = rng.standard_normal((40, 25)) * 3
@@ -202,7 +201,7 @@ def test_mrrmse_blend_objective_value_gradient_and_search():
 
 def test_predictions_are_clipped_to_0_1_only_for_multilabel():
     from moastack.models.base import FitContext
-    from moastack.regression.models import RidgeRegressor
+    from moastack.models.regressors import RidgeRegressor
     from moastack.targets import prediction_frame
     from moastack.train import predict_rows
 
@@ -212,7 +211,9 @@ def test_predictions_are_clipped_to_0_1_only_for_multilabel():
     X = np.arange(20, dtype=np.float32).reshape(10, 2)
     Y = np.stack([X[:, 0] * 3 - 10, X[:, 1] * 2], axis=1)
     model = RidgeRegressor(alpha=1e-6).fit(X, Y, None, None, FitContext())
-    pred = predict_rows(model, X, np.zeros(10, bool))
+    from moastack.task import REGRESSION
+
+    pred = predict_rows(model, X, np.zeros(10, bool), REGRESSION)
     np.testing.assert_allclose(pred, Y, atol=1e-3)  # outside [0, 1], in the training range
     assert pred.min() < 0 and pred.max() > 1
 
@@ -232,7 +233,7 @@ def test_onehot_columns_step():
 def test_mlp_ignores_inputs_constant_in_training():
     """A one-hot column of a held-out category is all zero in training; a 1 there must not blow up."""
     from moastack.models.base import FitContext
-    from moastack.regression.models import MLPRegressor
+    from moastack.models.regressors import MLPRegressor
 
     rng = np.random.default_rng(0)
     X = np.hstack([rng.standard_normal((64, 3)), np.zeros((64, 1))]).astype(np.float32)
@@ -282,7 +283,7 @@ def _parquet(run, rel):
 
 
 def _truth():
-    from moastack.regression.synthetic import PerturbationSpec, perturbation_test_truth
+    from moastack.data.synthetic_perturbation import PerturbationSpec, perturbation_test_truth
 
     return perturbation_test_truth(PerturbationSpec(**smoke_config()["data"]["synthetic_perturbation"]))
 
@@ -319,7 +320,7 @@ def test_scores_are_mrrmse_records_and_predictions_are_not_clipped(run):
 @pytest.mark.slow
 def test_mlp_beats_the_per_cell_type_baseline(run):
     assert _json(run, "models/mlp/score.json")["value"] < _json(run, "models/baseline/score.json")["value"]
-    from moastack.regression.metrics import mrrmse
+    from moastack.metrics import mrrmse
 
     truth = _truth().set_index("sig_id")
 
@@ -372,7 +373,7 @@ def test_median_over_seeds_is_the_hand_computed_median(run):
 def test_target_encoding_never_sees_the_validation_fold(run, tmp_path):
     """Poison the validation rows' targets: the fold's encodings of every row stay the same; an encoder fitted
     on all rows (the leak) would move."""
-    from moastack.regression.encoding import TargetEncoder
+    from moastack.features.target_encoding import TargetEncoder
     from moastack.train import FoldJob, load_fold_data
 
     results = run / "results"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moastack.regression.encoding import TargetEncoder
+from moastack.features.target_encoding import TargetEncoder
 
 
 def _data(seed: int = 0, n: int = 60, t: int = 12):

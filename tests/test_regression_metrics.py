@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from moastack.regression.metrics import (
+from moastack.metrics import (
     MAX_PER_TARGET,
     mrrmse,
     per_row_rmse,

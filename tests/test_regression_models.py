@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import torch
 
+from moastack.data.synthetic_perturbation import PerturbationSpec, generate_perturbation, perturbation_test_truth
+from moastack.features.target_encoding import TargetEncoder
+from moastack.metrics import mrrmse
 from moastack.models.base import FitContext
-from moastack.regression.encoding import TargetEncoder
-from moastack.regression.losses import log_cosh, mixed_regression_loss
-from moastack.regression.metrics import mrrmse
-from moastack.regression.models import ARCHS, MLPRegressor, RidgeRegressor
-from moastack.regression.synthetic import PerturbationSpec, generate_perturbation, perturbation_test_truth
+from moastack.models.registry import model_class
+from moastack.models.regression_losses import log_cosh, mixed_regression_loss
+from moastack.models.regressors import MLPRegressor, RidgeRegressor
 
 CTX = FitContext(seed=0, threads=1)
 FAST = {"epochs": 5}
@@ -97,7 +98,7 @@ def test_clipping_to_training_range(task, make):
     ("mlp_regressor", {**FAST, "svd_components": 12, "loss_weights": {"mse": 1.0, "logcosh": 0.5}}),
 ])
 def test_state_round_trip_and_empty_predict(task, arch, params, tmp_path):
-    cls = ARCHS[arch]
+    cls = model_class(arch)
     model = cls(**params).fit(task["x"], task["y"], None, None, CTX)
     pred = model.predict(task["x_test"])
     assert pred.shape == task["y_test"].shape and pred.dtype == np.float32

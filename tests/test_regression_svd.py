@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moastack.regression.svd import TargetSVD
+from moastack.target_svd import TargetSVD
 
 
 def _low_rank(n=80, t=300, rank=5, seed=0):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from moastack.data import columns as C
-from moastack.regression.synthetic import (
+from moastack.data.synthetic_perturbation import (
     DRUGS,
     RARE_CELL_TYPES,
     PerturbationSpec,

@@ -238,4 +238,4 @@ def test_registry_builds_and_rejects():
     with pytest.raises(ValueError, match="unknown params"):
         build_model("simple_nn", {"hiden_size": 3})
     with pytest.raises(ValueError, match="scheduler"):
-        build_model("simple_nn", {"scheduler": "cosine"})
+        build_model("simple_nn", {"scheduler": "warm_restarts"})

@@ -18,7 +18,8 @@ import logging
 import numpy as np
 from scipy.optimize import minimize
 
-from moastack.metrics import EPS, greater_is_better, metric_task, metric_value
+from moastack.metrics import EPS, greater_is_better, metric_value, optuna_direction
+from moastack.task import task_of_metric
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class MRRMSEObjective:
         MRRMSE(w) = mean_i r_i,      ∂MRRMSE/∂w_m = mean_i [(G_i u)_m + (G_i u)_{M+1}] / (T · r_i)
 
     (r_i floored at a tiny value, where the gradient of a perfect row is 0 anyway). The value equals
-    :func:`moastack.regression.metrics.mrrmse` of :func:`apply_weights` to float64 round-off.
+    :func:`moastack.metrics.mrrmse` of :func:`apply_weights` to float64 round-off.
     """
 
     def __init__(self, y: np.ndarray, members: list[np.ndarray]) -> None:
@@ -116,11 +117,14 @@ class MRRMSEObjective:
         return per_row.mean(axis=0)
 
 
+#: metrics with a smooth objective of their own (with a gradient, for SLSQP); the others (ranking
+#: metrics) are searched by SLSQP on the log loss as a surrogate, and by TPE on the metric itself
+SMOOTH_OBJECTIVES = {"log_loss": BlendObjective, "mrrmse": MRRMSEObjective}
+
+
 def make_objective(y: np.ndarray, members: list[np.ndarray], metric: str = "log_loss"):
-    """The SLSQP objective of a run's metric: MRRMSE itself for regression, the log loss otherwise."""
-    if metric_task(metric) == "regression":
-        return MRRMSEObjective(y, members)
-    return BlendObjective(y, members)
+    """The SLSQP objective of a run's metric: the metric itself when it is smooth, else the log loss."""
+    return SMOOTH_OBJECTIVES.get(metric, BlendObjective)(y, members)
 
 
 def search_slsqp(objective: BlendObjective, n_members: int) -> np.ndarray:
@@ -187,9 +191,9 @@ def search_weights(
         w = search_slsqp(objective, len(members))
     elif method == "optuna_tpe":
         tpe_objective, direction = objective, "minimize"
-        if metric not in ("log_loss", "mrrmse"):  # log loss and MRRMSE: the SLSQP objective is the metric
+        if metric not in SMOOTH_OBJECTIVES:
             tpe_objective = MetricObjective(y, members, metric)
-            direction = "maximize" if greater_is_better(metric) else "minimize"
+            direction = optuna_direction(metric)
         w = search_optuna_tpe(tpe_objective, len(members), n_trials, seed, direction)
     else:
         raise ValueError(f"unknown blend method {method!r}; known: {', '.join(METHODS)}")
@@ -247,8 +251,8 @@ def run_blend(
 
     methods = cfg.get("methods", ["slsqp"])
     threshold = float(cfg.get("drop_threshold", 0.0))
-    task = metric_task(metric)
-    objective = BlendObjective(y, member_oof) if task == "multilabel" else None
+    task = task_of_metric(metric)
+    objective = BlendObjective(y, member_oof) if task.probabilities else None
     results = {}
     for method in methods:
         w = search_weights(y, member_oof, method, n_trials=cfg.get("n_trials", 200),

@@ -16,8 +16,9 @@ import pandas as pd
 
 from moastack import io
 from moastack.data.columns import ID_COL
-from moastack.metrics import metric_task, metric_value, score_record
+from moastack.metrics import metric_value, score_record
 from moastack.targets import prediction_frame
+from moastack.task import task_of_metric
 
 
 def assemble_seed_oof(parts: list[pd.DataFrame], train_ids: np.ndarray, what: str) -> pd.DataFrame:
@@ -33,22 +34,39 @@ def assemble_seed_oof(parts: list[pd.DataFrame], train_ids: np.ndarray, what: st
     return oof.reindex(train_ids)
 
 
-def mean_frames(frames: list[pd.DataFrame]) -> np.ndarray:
-    return np.mean([f.to_numpy(dtype=np.float64) for f in frames], axis=0)
-
-
 SEED_AGGREGATES = ("mean", "median")
 
 
-def median_frames(frames: list[pd.DataFrame]) -> np.ndarray:
-    return np.median([f.to_numpy(dtype=np.float64) for f in frames], axis=0)
+class SeedFoldAggregate:
+    """How one model's seed × fold predictions of the same rows become its predictions: their mean, or
+    (``seed_aggregate: median``) the median over seeds of each seed's mean over its folds.
 
+    Fed one job at a time (a running float64 sum per seed), so ``collect`` and ``moastack predict``
+    combine jobs the same way without holding every job's predictions at once.
+    """
 
-def seed_median_test(tests: dict[tuple[int, int], pd.DataFrame]) -> np.ndarray:
-    """Median over seeds of each seed's mean over its folds (frames without ``sig_id``, same rows)."""
-    seeds = sorted({s for s, _ in tests})
-    per_seed = [mean_frames([tests[k] for k in sorted(tests) if k[0] == s]) for s in seeds]
-    return np.median(per_seed, axis=0)
+    def __init__(self, how: str = "mean") -> None:
+        if how not in SEED_AGGREGATES:
+            raise ValueError(f"unknown seed_aggregate {how!r}; known: {', '.join(SEED_AGGREGATES)}")
+        self.how = how
+        self._sums: dict[int, np.ndarray] = {}
+        self._counts: dict[int, int] = {}
+
+    def add(self, seed: int, values: np.ndarray) -> None:
+        """One job's predictions (a fold's test predictions, or one seed's whole OOF table)."""
+        values = np.asarray(values, dtype=np.float64)
+        if self._sums and values.shape != next(iter(self._sums.values())).shape:
+            raise ValueError(f"seed {seed}: predictions of shape {values.shape}, others {next(iter(self._sums.values())).shape}")
+        self._sums[seed] = self._sums[seed] + values if seed in self._sums else values.copy()
+        self._counts[seed] = self._counts.get(seed, 0) + 1
+
+    def result(self) -> np.ndarray:
+        """The combined float64 predictions."""
+        if not self._sums:
+            raise ValueError("no predictions to combine")
+        if self.how == "median":
+            return np.median([self._sums[s] / self._counts[s] for s in sorted(self._sums)], axis=0)
+        return sum(self._sums[s] for s in sorted(self._sums)) / sum(self._counts.values())
 
 
 def collect_model(
@@ -63,9 +81,7 @@ def collect_model(
     seed_aggregate: str = "mean",
 ) -> dict:
     """Write the model's oof/test Parquet and score.json; keys of the path dicts are (seed, fold)."""
-    if seed_aggregate not in SEED_AGGREGATES:
-        raise ValueError(f"unknown seed_aggregate {seed_aggregate!r}; known: {', '.join(SEED_AGGREGATES)}")
-    task = metric_task(metric)
+    task = task_of_metric(metric)
     targets_table = io.read_parquet(targets_path)
     train_ids = targets_table[ID_COL].to_numpy()
     seeds = sorted({s for s, _ in oof_paths})
@@ -73,26 +89,26 @@ def collect_model(
 
     seed_oofs = []
     fold_ids = {}  # (seed, fold) -> that fold's sig_ids, for the per-fold scores
+    oof_agg = SeedFoldAggregate(seed_aggregate)
     for seed in seeds:
         parts = [io.read_parquet(oof_paths[(seed, f)]) for f in folds]
         fold_ids.update({(seed, f): part[ID_COL] for f, part in zip(folds, parts)})
         seed_oofs.append(assemble_seed_oof(parts, train_ids, f"{model_name} seed {seed}"))
+        oof_agg.add(seed, seed_oofs[-1].to_numpy())
     target_cols = list(seed_oofs[0].columns)
     # Score exactly what is written (float32), so the blend and the report see the same numbers.
-    aggregate = median_frames if seed_aggregate == "median" else mean_frames
-    oof = aggregate(seed_oofs).astype(np.float32)
+    oof = oof_agg.result().astype(np.float32)
 
-    tests = [io.read_parquet(p) for p in test_paths.values()]
-    test_ids = tests[0][ID_COL].to_numpy()
-    if seed_aggregate == "median":
-        keyed = {}
-        for key, frame in zip(test_paths, tests):
-            if not np.array_equal(frame[ID_COL].to_numpy(), test_ids):
-                raise ValueError(f"{model_name}: test predictions of seed {key[0]} fold {key[1]} list other rows")
-            keyed[key] = frame.drop(columns=[ID_COL])
-        test = seed_median_test(keyed).astype(np.float32)
-    else:
-        test = mean_frames([t.drop(columns=[ID_COL]) for t in tests]).astype(np.float32)
+    test_agg = SeedFoldAggregate(seed_aggregate)
+    test_ids = None
+    for (seed, fold), path in test_paths.items():
+        frame = io.read_parquet(path)
+        if test_ids is None:
+            test_ids = frame[ID_COL].to_numpy()
+        elif not np.array_equal(frame[ID_COL].to_numpy(), test_ids):
+            raise ValueError(f"{model_name}: test predictions of seed {seed} fold {fold} list other rows")
+        test_agg.add(seed, frame[target_cols].to_numpy())
+    test = test_agg.result().astype(np.float32)
 
     y = targets_table[target_cols].to_numpy(dtype=np.float64)
     jobs = [io.read_json(metrics_paths[k]) for k in sorted(metrics_paths)]

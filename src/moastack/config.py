@@ -9,25 +9,16 @@ block, nor its own ``seeds`` list (adding a seed must not rerun the existing see
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 import jsonschema
 import yaml
 
+from moastack.models.registry import ARCHS, arch_info, archs_for
+from moastack.task import MULTILABEL, Task, get_task, task_of_metric
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema" / "config.schema.yaml"
-
-
-#: architectures that can start from another model's weights (``init_from``)
-TRANSFER_ARCHS = ("resnet2h",)
-#: the regression task's architectures (``moastack.regression.models.ARCHS``; named here so that parsing the
-#: workflow does not import torch); every other arch is a multilabel classifier
-REGRESSION_ARCHS = ("ridge", "mlp_regressor")
-#: fold methods per task: stratifying binary labels means nothing for continuous targets, and
-#: rare_cell_type needs a perturbation table's cell_type column
-TASK_FOLD_METHODS = {
-    "multilabel": ("multilabel_stratified", "drug_aware", "scaffold", "group"),
-    "regression": ("group", "rare_cell_type"),
-}
 
 
 class ConfigError(ValueError):
@@ -35,6 +26,11 @@ class ConfigError(ValueError):
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    return copy.deepcopy(_read_schema(str(path)))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_schema(path: str) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
@@ -61,6 +57,18 @@ def validate_schema(config: dict, schema: dict | None = None) -> dict:
         lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in errors[:10]]
         raise ConfigError("config does not match schema/config.schema.yaml:\n" + "\n".join(lines))
     return config
+
+
+def validate_model_entry(name: str, entry: dict) -> dict:
+    """Validate one ``models.<name>`` entry against the schema's model definition, filling its defaults."""
+    schema = _read_schema(str(SCHEMA_PATH))
+    sub = {"$ref": "#/definitions/model", "definitions": schema["definitions"]}
+    validator = _with_defaults(jsonschema.Draft7Validator)(sub)
+    errors = sorted(validator.iter_errors(entry), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"  models.{name}{''.join('.' + str(p) for p in e.absolute_path)}: {e.message}" for e in errors[:10]]
+        raise ConfigError("model entry does not match schema/config.schema.yaml:\n" + "\n".join(lines))
+    return entry
 
 
 def load_config(path: str | Path) -> dict:
@@ -110,7 +118,7 @@ def check_config(config: dict) -> None:
             )
         if m["folds"] not in folds:
             raise ConfigError(f"models.{name}.folds: unknown fold scheme {m['folds']!r}; defined: {', '.join(folds)}")
-        for upstream in m.get("meta", []):
+        for upstream in m["meta"]:
             if upstream not in models:
                 raise ConfigError(f"models.{name}.meta: unknown model {upstream!r}")
             if models[upstream]["folds"] != m["folds"]:
@@ -146,7 +154,7 @@ def check_config(config: dict) -> None:
                 f"blend.members: {member} uses fold scheme {models[member]['folds']!r}, the blend uses "
                 f"{blend['folds']!r}; OOF losses of different schemes are not comparable"
             )
-        if models[member].get("targets", "scored") != "scored":
+        if models[member]["targets"] != "scored":
             raise ConfigError(f"blend.members: {member} predicts non-scored targets; only scored models can be blended")
     if not blend_members(config):
         raise ConfigError(f"blend: no model predicts scored targets on fold scheme {blend['folds']!r}")
@@ -155,12 +163,14 @@ def check_config(config: dict) -> None:
 def _check_feature_map(config: dict, name: str, m: dict) -> None:
     """A DeepInsight model needs a map of its own feature set's columns; other models take none."""
     maps = config.get("feature_maps", {})
-    if m["arch"] == "deepinsight" and "feature_map" not in m:
-        raise ConfigError(f"models.{name}: arch deepinsight needs feature_map (a name under feature_maps)")
+    renders = arch_info(m["arch"]).feature_map
+    if renders and "feature_map" not in m:
+        raise ConfigError(f"models.{name}: arch {m['arch']} needs feature_map (a name under feature_maps)")
     if "feature_map" not in m:
         return
-    if m["arch"] != "deepinsight":
-        raise ConfigError(f"models.{name}.feature_map: only arch deepinsight renders images, not {m['arch']}")
+    if not renders:
+        renderers = ", ".join(a for a, info in ARCHS.items() if info.feature_map)
+        raise ConfigError(f"models.{name}.feature_map: only arch {renderers} renders images, not {m['arch']}")
     fmap = m["feature_map"]
     if fmap not in maps:
         raise ConfigError(f"models.{name}.feature_map: unknown map {fmap!r}; defined: {', '.join(maps) or 'none'}")
@@ -169,54 +179,47 @@ def _check_feature_map(config: dict, name: str, m: dict) -> None:
             f"models.{name}.feature_map: map {fmap!r} places the columns of feature set "
             f"{maps[fmap]['features']!r} but the model reads {m['features']!r}"
         )
-    if m.get("meta") or m.get("fold_steps"):
-        raise ConfigError(f"models.{name}: a deepinsight model cannot add meta features or fold_steps "
+    if m["meta"] or m["fold_steps"]:
+        raise ConfigError(f"models.{name}: a {m['arch']} model cannot add meta features or fold_steps "
                           "(its image map covers the feature set's columns only)")
 
 
-def task_of(config: dict) -> str:
-    """``data.task`` (multilabel when unset)."""
-    return config.get("data", {}).get("task", "multilabel")
+def task_of(config: dict) -> Task:
+    """The run's task (``data.task``, filled by the schema)."""
+    return get_task(config["data"]["task"])
 
 
 def _check_task(config: dict) -> None:
     """The task, its metric, its data source, its archs, fold methods and task-only keys agree."""
     data = config["data"]
-    task, metric, source = task_of(config), data.get("metric", "log_loss"), data.get("source", "synthetic")
-    if task == "regression" and metric != "mrrmse":
-        raise ConfigError(f"data.metric: a regression task is scored by mrrmse (mean row-wise RMSE), not {metric}; "
-                          "set data.metric: mrrmse")
-    if task != "regression" and metric == "mrrmse":
-        raise ConfigError(f"data.metric: mrrmse scores continuous targets; set data.task: regression (task is {task})")
-    if source == "synthetic_perturbation" and task != "regression":
-        raise ConfigError("data.source: synthetic_perturbation generates continuous targets; set data.task: "
-                          "regression and data.metric: mrrmse")
-    if task == "regression" and source not in ("synthetic_perturbation", "dir"):
-        raise ConfigError(f"data.source: a regression task reads synthetic_perturbation or dir (perturbation CSVs), "
-                          f"not {source}")
+    task, metric, source = task_of(config), data["metric"], data["source"]
+    if metric not in task.metrics:
+        other = task_of_metric(metric)
+        raise ConfigError(f"data.metric: {metric} scores a {other.name} task, but data.task is {task.name}; "
+                          f"use one of {', '.join(task.metrics)} (or set data.task: {other.name})")
+    if source not in task.sources:
+        raise ConfigError(f"data.source: a {task.name} task reads {', '.join(task.sources)}, not {source}"
+                          + (" (synthetic_perturbation generates continuous targets: set data.task: regression "
+                             "and data.metric: mrrmse)" if source == "synthetic_perturbation" else ""))
     if "synthetic_perturbation" in data and source != "synthetic_perturbation":
         raise ConfigError("data.synthetic_perturbation: only read when data.source is synthetic_perturbation")
     for name, m in config["models"].items():
-        arch = m["arch"]
-        if task == "regression" and arch not in REGRESSION_ARCHS:
-            raise ConfigError(f"models.{name}.arch: {arch} is a multilabel classifier; a regression task "
-                              f"(data.task: regression) takes {', '.join(REGRESSION_ARCHS)}")
-        if task != "regression" and arch in REGRESSION_ARCHS:
-            raise ConfigError(f"models.{name}.arch: {arch} is a regressor; it needs data.task: regression "
-                              f"(task is {task})")
-        if "target_encoding" in m and task != "regression":
-            raise ConfigError(f"models.{name}.target_encoding: target encoding is for regression tasks only")
-        if task == "regression":
-            if m.get("targets", "scored") != "scored":
-                raise ConfigError(f"models.{name}.targets: a regression task has scored targets only")
-            if any(step["name"] == "ttest_select" for step in m.get("fold_steps", [])):
-                raise ConfigError(f"models.{name}.fold_steps: ttest_select contrasts binary labels; "
-                                  "not for a regression task")
-    allowed = TASK_FOLD_METHODS["regression" if task == "regression" else "multilabel"]
+        arch = arch_info(m["arch"])
+        if task.name not in arch.tasks:
+            raise ConfigError(f"models.{name}.arch: {m['arch']} serves {', '.join(arch.tasks)} tasks, not this "
+                              f"{task.name} one (data.task); it takes {', '.join(archs_for(task.name))}")
+        if "target_encoding" in m and not task.continuous:
+            raise ConfigError(f"models.{name}.target_encoding: target encoding is for continuous targets "
+                              "(a regression task) only")
+        if m["targets"] not in task.target_kinds:
+            raise ConfigError(f"models.{name}.targets: a {task.name} task has {', '.join(task.target_kinds)} targets")
+        if task.continuous and any(step["name"] == "ttest_select" for step in m["fold_steps"]):
+            raise ConfigError(f"models.{name}.fold_steps: ttest_select contrasts binary labels; "
+                              f"not for a {task.name} task")
     for scheme, f in config["folds"].items():
-        if f["method"] not in allowed:
-            raise ConfigError(f"folds.{scheme}.method: {f['method']} is not for a {task} task; use one of "
-                              f"{', '.join(allowed)}")
+        if f["method"] not in task.fold_methods:
+            raise ConfigError(f"folds.{scheme}.method: {f['method']} is not for a {task.name} task; use one of "
+                              f"{', '.join(task.fold_methods)}")
         if f["method"] != "rare_cell_type" and ("rare_cell_types" in f or "n_rare" in f):
             raise ConfigError(f"folds.{scheme}: rare_cell_types and n_rare belong to method rare_cell_type")
         if "rare_cell_types" in f and "n_rare" in f:
@@ -225,9 +228,6 @@ def _check_task(config: dict) -> None:
         if f["method"] == "rare_cell_type" and n_rare > f["k"]:
             raise ConfigError(f"folds.{scheme}: {n_rare} rare cell types need k >= {n_rare} (one fold each), "
                               f"got k={f['k']}")
-    if task == "regression" and config.get("tune"):
-        raise ConfigError("tune: hyper-parameter studies are not supported for regression tasks yet "
-                          "(moastack.tuning optimises the multilabel metrics only)")
 
 
 def _check_same_job_source(models: dict, name: str, key: str, self_use: str, leak: str) -> dict:
@@ -260,15 +260,20 @@ def _check_pseudo_from(models: dict, name: str, m: dict) -> None:
         "pseudo-labels need the same folds, or {source}'s test predictions were fitted on {name}'s "
         "validation rows (leakage)",
     )
-    if src.get("targets", "scored") != m.get("targets", "scored"):
-        raise ConfigError(f"models.{name}.pseudo_from: {source} predicts {src.get('targets', 'scored')} targets, "
-                          f"{name} learns {m.get('targets', 'scored')} ones")
+    if src["targets"] != m["targets"]:
+        raise ConfigError(f"models.{name}.pseudo_from: {source} predicts {src['targets']} targets, "
+                          f"{name} learns {m['targets']} ones")
 
 
 def _check_tune(config: dict) -> None:
+    task = task_of(config)
     for study, t in config.get("tune", {}).items():
         if t["model"] not in config["models"]:
             raise ConfigError(f"tune.{study}.model: unknown model {t['model']!r}")
+        metric = t.get("metric", config["data"]["metric"])
+        if metric not in task.metrics:
+            raise ConfigError(f"tune.{study}.metric: {metric} does not score a {task.name} task; use one of "
+                              f"{', '.join(task.metrics)}")
         base = config["models"][t["model"]]
         if "pseudo_from" in base:
             raise ConfigError(f"tune.{study}.model: {t['model']} trains on pseudo-labels (pseudo_from), which a "
@@ -309,8 +314,9 @@ def _check_init_from(models: dict, name: str, m: dict) -> None:
         models, name, "init_from", "start from its own weights",
         "transfer needs the same folds, or {name}'s validation rows were seen by {source}'s weights",
     )
-    if m["arch"] not in TRANSFER_ARCHS:
-        raise ConfigError(f"models.{name}.init_from: arch {m['arch']} has no transfer; supported: {', '.join(TRANSFER_ARCHS)}")
+    if not arch_info(m["arch"]).transfer:
+        supported = [a for a, info in ARCHS.items() if info.transfer]
+        raise ConfigError(f"models.{name}.init_from: arch {m['arch']} has no transfer; supported: {', '.join(supported)}")
     if src["arch"] != m["arch"]:
         raise ConfigError(f"models.{name}.init_from: {source} is a {src['arch']}, {name} a {m['arch']}; weights do not fit")
 
@@ -322,7 +328,7 @@ def blend_members(config: dict) -> list[str]:
         return list(blend["members"])
     return [
         name for name, m in config["models"].items()
-        if m["folds"] == blend["folds"] and m.get("targets", "scored") == "scored"
+        if m["folds"] == blend["folds"] and m["targets"] == "scored"
     ]
 
 
@@ -335,10 +341,11 @@ def model_jobs(config: dict, model: str) -> list[tuple[int, int]]:
 
 def train_slice(config: dict, model: str) -> dict:
     """What a train job depends on: its model block minus ``seeds``, ``resources`` and ``seed_aggregate``
-    (how collect combines the seeds)."""
+    (how collect combines the seeds), plus the run's task."""
     m = copy.deepcopy(config["models"][model])
     for key in ("seeds", "resources", "seed_aggregate"):
         m.pop(key, None)
+    m["task"] = task_of(config).name
     return m
 
 
@@ -348,14 +355,14 @@ def data_slice(config: dict) -> dict:
     The task is part of it only when it is not the default multilabel (a regression task validates its
     tables as the perturbation layout), so that existing multilabel runs keep their slice."""
     keep = {k: v for k, v in config["data"].items() if k not in ("metric", "task")}
-    if task_of(config) != "multilabel":
-        keep["task"] = task_of(config)
+    if task_of(config) is not MULTILABEL:
+        keep["task"] = task_of(config).name
     return keep
 
 
 def collect_slice(config: dict, model: str) -> dict:
     m = config["models"][model]
-    out = {"folds": m["folds"], "seeds": list(m["seeds"]), "targets": m.get("targets", "scored"),
+    out = {"folds": m["folds"], "seeds": list(m["seeds"]), "targets": m["targets"],
            "metric": config["data"]["metric"]}
     if "seed_aggregate" in m:  # only when set: a model without it keeps the slice it always had
         out["seed_aggregate"] = m["seed_aggregate"]
@@ -386,4 +393,4 @@ def resources_for(config: dict, rule: str, model: str | None = None) -> dict:
 
 def wants_gpu(config: dict, model: str) -> bool:
     """Only an explicit ``device: cuda`` requests a GPU; ``auto`` uses one if the node has it."""
-    return config["models"][model].get("device", "auto") == "cuda"
+    return config["models"][model]["device"] == "cuda"

@@ -39,13 +39,17 @@ import pandas as pd
 
 from moastack import io
 from moastack.blend import apply_weights
+from moastack.collect import SeedFoldAggregate
 from moastack.data.columns import ID_COL
 from moastack.data.validate import InputError, _read_csv, validate_features
-from moastack.metrics import metric_task
+from moastack.fold_pipeline import JobRows
 from moastack.models.base import FitContext, resolve_device
+from moastack.models.registry import model_from_payload, read_payload
+from moastack.spec import ModelSpec
 from moastack.stacking import meta_feature_names
 from moastack.targets import control_rows, prediction_frame
-from moastack.train import job_input_matrix, predict_rows
+from moastack.task import MULTILABEL, Task, task_of_metric
+from moastack.train import JOB_FORMAT, predict_rows
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +81,9 @@ class ModelPlan:
     feature_set: str
     meta: list[str]
     targets: list[str]
-    feature_names: list[str]
     jobs: list[tuple[int, int, Path]]  # (seed, fold, model.pt)
     seed_aggregate: str = "mean"
+    uses_keys: bool = False  # its fold pipeline encodes raw key columns (target encoding)
 
 
 @dataclass
@@ -89,7 +93,7 @@ class Plan:
     members: list[str]
     weights: np.ndarray
     models: dict[str, ModelPlan] = field(default_factory=dict)  # dependency order: upstream first
-    task: str = "multilabel"
+    task: Task = MULTILABEL
 
     @property
     def n_jobs(self) -> int:
@@ -110,14 +114,13 @@ def _missing_error(results: Path, missing: list[Path]) -> ArtifactError:
 
 
 def load_payload(path: Path) -> dict[str, Any]:
-    """What :meth:`TabularModel.save` wrote: arch, params, state and the job's extras.
-
-    ``weights_only=False``: the file holds numpy arrays and sklearn transforms; load only results
-    folders you produced (or trust), as with any pickle.
-    """
-    import torch
-
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """What :meth:`TabularModel.save` wrote, refused when an older moastack wrote it (its job layout differs)."""
+    payload = read_payload(path)
+    if payload.get("extras", {}).get("format") != JOB_FORMAT:
+        raise ArtifactError(f"{path}: written by an older moastack (job format "
+                            f"{payload.get('extras', {}).get('format', 1)}, this version reads {JOB_FORMAT}); "
+                            "rerun the pipeline (snakemake --cores N) to refit its models")
+    return payload
 
 
 def plan_prediction(results: str | os.PathLike) -> Plan:
@@ -136,7 +139,7 @@ def plan_prediction(results: str | os.PathLike) -> Plan:
     members = list(weights["members"])
     w = np.array([weights["methods"][applied]["weights"][m] for m in members], dtype=np.float64)
     plan = Plan(results=results, applied=applied, members=members, weights=w,
-                task=metric_task(weights.get("metric", "log_loss")))
+                task=task_of_metric(weights["metric"]))
 
     missing: list[Path] = []
     found: dict[str, ModelPlan] = {}
@@ -182,15 +185,15 @@ def _plan_model(results: Path, name: str, missing: list[Path]) -> ModelPlan | No
     if absent:
         return None
     extras = load_payload(jobs[0][2])["extras"]
-    cfg = extras["model_cfg"]
+    spec = ModelSpec.from_entry(name, extras["spec"])
     return ModelPlan(
         name=name,
-        feature_set=cfg["features"],
-        meta=list(cfg.get("meta", [])),
+        feature_set=spec.features,
+        meta=list(spec.meta),
         targets=list(extras["targets"]),
-        feature_names=list(extras["feature_names"]),
         jobs=jobs,
         seed_aggregate=score.get("seed_aggregate", "mean"),  # collect records it when it is not the mean
+        uses_keys=bool(spec.target_encoding),
     )
 
 
@@ -240,7 +243,7 @@ def _batches(n: int, batch_size: int) -> Iterator[slice]:
 
 
 # ------------------------------------------------------------------------------------------ input
-def read_input(path: str | os.PathLike, task: str = "multilabel") -> pd.DataFrame:
+def read_input(path: str | os.PathLike, task: Task = MULTILABEL) -> pd.DataFrame:
     """Read new samples (CSV, or Parquet by extension) and validate them like ``prepare`` does (the
     perturbation layout for a regression task)."""
     path = Path(path)
@@ -250,19 +253,19 @@ def read_input(path: str | os.PathLike, task: str = "multilabel") -> pd.DataFram
         frame = io.read_parquet(path)
     else:
         frame = _read_csv(path)
-    if task == "regression":
+    if task.layout == "perturbation":
         from moastack.data.perturbation import validate_perturbation_features
 
         return validate_perturbation_features(frame, str(path))
     return validate_features(frame, str(path))
 
 
-def results_task(results: str | os.PathLike) -> str:
+def results_task(results: str | os.PathLike) -> Task:
     """The task of a results folder, from its blend's metric (multilabel when there is no blend yet)."""
     weights = Path(results) / "blend" / "weights.json"
     if not weights.is_file():
-        return "multilabel"
-    return metric_task(io.read_json(weights).get("metric", "log_loss"))
+        return MULTILABEL
+    return task_of_metric(io.read_json(weights)["metric"])
 
 
 # ---------------------------------------------------------------------------------------- predict
@@ -306,39 +309,23 @@ def predict_frame(
     collected: dict[str, np.ndarray] = {}
     for name, model_plan in plan.models.items():
         X, names = transformed[model_plan.feature_set]
-        meta = [collected[m] for m in model_plan.meta]
+        meta = np.hstack([collected[m] for m in model_plan.meta]) if model_plan.meta else None
         meta_names = [c for m in model_plan.meta for c in meta_feature_names(m, plan.models[m].targets)]
-        meta_values = np.hstack(meta) if meta else None
-        total = np.zeros((n, len(model_plan.targets)), dtype=np.float64)
-        per_seed: dict[int, np.ndarray] = {}  # seed_aggregate median: each seed's sum over its folds
+        keys = features if model_plan.uses_keys else None
+        rows = JobRows(X, names, meta, tuple(meta_names), keys)
+        combined = SeedFoldAggregate(model_plan.seed_aggregate)
         for seed, fold, path in model_plan.jobs:
-            model, extras = _load_job(path, name, seed, fold)
+            model, pipeline = _load_job(path, name, seed, fold)
             pred = np.empty((n, len(model_plan.targets)), dtype=np.float32)
-            for i, rows in enumerate(batches):
-                inputs, input_names = job_input_matrix(
-                    X[rows], names, None if meta_values is None else meta_values[rows], meta_names, extras,
-                    keys=features.iloc[rows].reset_index(drop=True) if extras.get("target_encoder") is not None else None,
-                )
-                if input_names != list(extras["feature_names"]):
-                    raise ArtifactError(
-                        f"{path}: trained on {len(extras['feature_names'])} input columns, but the saved "
-                        f"feature set {model_plan.feature_set!r} and upstream models give {len(input_names)} "
-                        "different ones; the results folder mixes runs of different configs"
-                    )
-                pred[rows] = predict_rows(model, inputs, is_control[rows], context)
+            for i, batch in enumerate(batches):
+                try:
+                    inputs = pipeline.transform(rows.take(np.arange(batch.start, batch.stop)))
+                except ValueError as err:
+                    raise ArtifactError(f"{path}: {err}") from err
+                pred[batch] = predict_rows(model, inputs, is_control[batch], plan.task, context)
                 progress.step(f"{name} seed{seed} fold{fold}{tag(i)}")
-            total += pred
-            if model_plan.seed_aggregate == "median":
-                per_seed.setdefault(seed, np.zeros_like(total))
-                per_seed[seed] += pred
-        # collect: float64 mean over seeds x folds (or median over seeds of their fold means), written as
-        # float32 (in [0, 1] for a multilabel task)
-        if model_plan.seed_aggregate == "median":
-            n_folds = {s: sum(1 for js, _, _ in model_plan.jobs if js == s) for s in per_seed}
-            agg = np.median([per_seed[s] / n_folds[s] for s in sorted(per_seed)], axis=0).astype(np.float32)
-        else:
-            agg = (total / len(model_plan.jobs)).astype(np.float32)
-        collected[name] = agg if plan.task == "regression" else np.clip(agg, 0.0, 1.0)
+            combined.add(seed, pred)
+        collected[name] = plan.task.postprocess(combined.result())  # as collect writes it
 
     blend = apply_weights(plan.weights, [collected[m] for m in plan.members])
     out = prediction_frame(features[ID_COL].to_numpy(), blend, plan.models[plan.members[0]].targets, task=plan.task)
@@ -347,8 +334,7 @@ def predict_frame(
 
 
 def _load_job(path: Path, name: str, seed: int, fold: int):
-    from moastack.models.registry import model_class
-
+    """A job's fitted model and fold pipeline, checked to be the job ``path`` should hold."""
     payload = load_payload(path)
     extras = payload["extras"]
     if (extras.get("model_name"), extras.get("seed"), extras.get("fold")) != (name, seed, fold):
@@ -356,7 +342,7 @@ def _load_job(path: Path, name: str, seed: int, fold: int):
             f"{path}: holds model {extras.get('model_name')} seed {extras.get('seed')} fold "
             f"{extras.get('fold')}, expected {name} seed {seed} fold {fold}"
         )
-    return model_class(payload["arch"]).from_state(payload["state"], payload["params"]), extras
+    return model_from_payload(payload), extras["pipeline"]
 
 
 def predict(

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from moastack.data.columns import CONTROL, ID_COL
+from moastack.task import MULTILABEL, Task, get_task
 
 TARGET_KINDS = ("scored", "nonscored")
-TASKS = ("multilabel", "regression")
 
 
 def select_target_columns(targets: pd.DataFrame, kind: str) -> list[str]:
@@ -39,14 +39,11 @@ def control_rows(features: pd.DataFrame) -> np.ndarray:
     return control_mask(features["cp_type"])
 
 
-def prediction_frame(sig_ids, values: np.ndarray, targets: list[str], task: str = "multilabel") -> pd.DataFrame:
-    """The Parquet prediction contract: sig_id + one float32 column per target, in [0, 1] for a multilabel
-    task (probabilities); a regression task's values are written as they are (target units: its models
-    clip to each target's training range themselves)."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+def prediction_frame(sig_ids, values: np.ndarray, targets: list[str], task: str | Task = MULTILABEL) -> pd.DataFrame:
+    """The Parquet prediction contract: sig_id + one float32 column per target, in [0, 1] for a task whose
+    predictions are probabilities; other tasks' values are written as they are (target units)."""
     values = np.asarray(values, dtype=np.float32)
-    if task == "multilabel":
+    if get_task(task).probabilities:
         values = np.clip(values, 0.0, 1.0)
     frame = pd.DataFrame(values, columns=list(targets))
     frame.insert(0, ID_COL, np.asarray(sig_ids).astype(str))

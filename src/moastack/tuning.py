@@ -11,10 +11,10 @@ entry with ``params_from: tune/<name>`` merges over its own (:func:`merge_tuned_
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,15 +23,10 @@ from typing import Any
 import numpy as np
 
 from moastack import io
-from moastack import metrics as metrics_mod
-from moastack.models.base import FitContext, resolve_device
-from moastack.models.registry import build_model
-from moastack.models.simple_nn import SimpleNN, hidden_sizes
-from moastack.stacking import MetaInputs
-from moastack.train import FoldData, FoldJob, load_fold_data, predict_rows
+from moastack.metrics import metric_value, optuna_direction
+from moastack.spec import ModelSpec
+from moastack.train import FoldData, FoldJob, fit_job, load_fold_data, predict_rows
 
-#: metric name → the direction Optuna optimises it in
-DIRECTIONS = {"log_loss": "minimize", "roc_auc": "maximize", "pr_auc": "maximize"}
 #: pseudo-params that set the layer layout of an MLP instead of naming a model param
 STRUCTURAL = ("width", "depth", "dropout")
 #: archs whose ``hidden``/``dropout`` lists the structural pseudo-params map onto
@@ -39,48 +34,8 @@ MLP_ARCHS = ("simple_nn",)
 SPACE_TYPES = ("int", "float", "categorical")
 #: model-entry keys that do not change what a trial computes: editing them keeps the study
 _NEUTRAL_MODEL_KEYS = ("seeds", "resources", "params_from", "device")
-#: job-input keys that are paths of FoldJob fields
-_PATH_FIELDS = (
-    "features_train", "features_test", "folds", "targets", "train_features", "test_features", "scored_targets",
-)
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------------------------- metrics
-def _per_target_auc(y_true: np.ndarray, y_pred: np.ndarray, kind: str) -> np.ndarray:
-    """ROC or PR AUC of each column on its labelled cells; NaN where a column has one class only."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    fn = roc_auc_score if kind == "roc_auc" else average_precision_score
-    y_true = np.asarray(y_true, dtype=np.float64)
-    y_pred = np.asarray(y_pred, dtype=np.float64)
-    out = np.full(y_true.shape[1], np.nan)
-    for j in range(y_true.shape[1]):
-        labelled = ~np.isnan(y_true[:, j])
-        y = y_true[labelled, j]
-        if len(np.unique(y)) == 2:
-            out[j] = fn(y, y_pred[labelled, j])
-    return out
-
-
-def score(metric: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """The tuning metric; ``metrics.metric_value`` when that module has one, so both stay the same."""
-    if metric not in DIRECTIONS:
-        raise ValueError(f"tune metric must be one of {sorted(DIRECTIONS)}, got {metric!r}")
-    shared = getattr(metrics_mod, "metric_value", None)
-    if shared is not None:
-        return float(shared(metric, y_true, y_pred))
-    if metric == "log_loss":
-        return metrics_mod.mean_log_loss(y_true, y_pred)
-    per_target = _per_target_auc(y_true, y_pred, metric)
-    return float(np.nanmean(per_target)) if np.isfinite(per_target).any() else math.nan
-
-
-def metric_direction(metric: str) -> str:
-    if metric not in DIRECTIONS:
-        raise ValueError(f"tune metric must be one of {sorted(DIRECTIONS)}, got {metric!r}")
-    return DIRECTIONS[metric]
 
 
 # ----------------------------------------------------------------------------------------------- space
@@ -117,7 +72,9 @@ def apply_suggestions(base_params: Mapping[str, Any], suggested: Mapping[str, An
     params.update({k: v for k, v in suggested.items() if k not in STRUCTURAL})
     if not any(k in suggested for k in STRUCTURAL):
         return params
-    base_hidden = hidden_sizes(dict(base_params), SimpleNN.module_defaults)
+    from moastack.models.simple_nn import SimpleNN, hidden_sizes
+
+    base_hidden = hidden_sizes(dict(base_params), SimpleNN.defaults)
     if "width" in suggested or "depth" in suggested:
         depth = int(suggested.get("depth", len(base_hidden)))
         width = int(suggested.get("width", base_hidden[0] if base_hidden else 0))
@@ -210,7 +167,7 @@ def open_study(study_name: str, tune_cfg: Mapping[str, Any], model_cfg: Mapping[
     logger = logger or log
     storage = journal_storage(storage_path)
     name = study_id(study_name, tune_cfg, model_cfg)
-    direction = metric_direction(tune_cfg.get("metric", "log_loss"))
+    direction = optuna_direction(tune_cfg["metric"])
     study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
     _fail_stale_trials(study, logger)
     n_stored = len(study.get_trials(deepcopy=False))
@@ -225,17 +182,10 @@ def _complete_trials(study) -> list:
 
 
 # ------------------------------------------------------------------------------------------- objective
-def fold_jobs(model_name: str, model_cfg: Mapping[str, Any], job_inputs: Mapping[str, Any], folds: list[int],
-              seed: int, threads: int) -> list[FoldJob]:
-    """One FoldJob per tuned fold, from Snakemake-style inputs (FoldJob's path fields plus
-    ``meta_oof_<model>``/``meta_test_<model>`` per stacked upstream model)."""
-    if model_cfg.get("init_from"):
-        raise ValueError(f"model {model_name}: tuning a model with init_from is not supported")
-    paths = {k: str(job_inputs[k]) for k in _PATH_FIELDS if job_inputs.get(k)}
-    meta = [MetaInputs(up, str(job_inputs[f"meta_oof_{up}"]), str(job_inputs[f"meta_test_{up}"]))
-            for up in model_cfg.get("meta", [])]
-    return [FoldJob(model_name=model_name, model_cfg=dict(model_cfg), seed=seed, fold=int(f), meta=meta,
-                    threads=threads, **paths) for f in folds]
+def fold_jobs(spec: ModelSpec, job_inputs: Mapping[str, Any], folds: list[int], seed: int,
+              threads: int) -> list[FoldJob]:
+    """One job per tuned fold, from the inputs of the model's train jobs (what the tune rule passes)."""
+    return [FoldJob.from_inputs(spec, seed, f, job_inputs, threads) for f in folds]
 
 
 def tuned_folds(tune_cfg: Mapping[str, Any], folds_path: str) -> list[int]:
@@ -246,26 +196,23 @@ def tuned_folds(tune_cfg: Mapping[str, Any], folds_path: str) -> list[int]:
     return sorted(int(f) for f in io.read_parquet(folds_path, columns=["fold"])["fold"].unique())
 
 
-def fit_and_score(arch: str, params: dict[str, Any], data: FoldData, context: FitContext, metric: str) -> float:
-    """Train on the fold's training rows and score its validation rows, as a training job's OOF table."""
-    model = build_model(arch, params)
-    if hasattr(model, "feature_names_in_"):
-        model.feature_names_in_ = list(data.feature_names)
-    es_rows = ~data.valid_is_control  # early stopping watches treated rows only, as in run_fold_job
-    model.fit(data.X_train, data.Y_train, data.X_valid[es_rows], data.Y_valid[es_rows], context)
-    oof = predict_rows(model, data.X_valid, data.valid_is_control, context)
-    return score(metric, data.Y_valid, oof)
+def fit_and_score(job: FoldJob, data: FoldData, metric: str, logger: logging.Logger | None = None) -> float:
+    """Fit the job (:func:`moastack.train.fit_job`, as a train job does) and score its fold's OOF predictions."""
+    model, context = fit_job(job, data, logger)
+    oof = predict_rows(model, data.X_valid, data.valid_is_control, job.spec.task, context)
+    return metric_value(metric, data.Y_valid, oof)
 
 
-def make_objective(arch: str, base_params: Mapping[str, Any], space: Mapping[str, Mapping[str, Any]],
-                   fold_data: Mapping[int, FoldData], context: FitContext, metric: str, logger: logging.Logger):
+def make_objective(space: Mapping[str, Mapping[str, Any]], jobs: Mapping[int, tuple[FoldJob, FoldData]],
+                   metric: str, logger: logging.Logger):
     """The trial function: suggested params, one fit per fold (data loaded once by the caller), mean metric."""
 
     def objective(trial) -> float:
-        params = suggest_params(trial, space, base_params)
         start = time.perf_counter()
-        values = [fit_and_score(arch, params, data, context, metric) for data in fold_data.values()]
-        trial.set_user_attr("fold_values", {str(f): v for f, v in zip(fold_data, values)})
+        params = suggest_params(trial, space, next(iter(jobs.values()))[0].spec.params)
+        values = [fit_and_score(dataclasses.replace(job, spec=job.spec.with_params(params)), data, metric, logger)
+                  for job, data in jobs.values()]
+        trial.set_user_attr("fold_values", {str(f): v for f, v in zip(jobs, values)})
         value = float(np.mean(values))
         logger.info("trial %d: %s = %.5f (folds %s) in %.1f s with %s", trial.number, metric, value,
                     [round(v, 5) for v in values], time.perf_counter() - start, trial.params)
@@ -290,8 +237,8 @@ def study_summary(study, study_name: str, tune_cfg: Mapping[str, Any], model_nam
         "study": study.study_name,
         "name": study_name,
         "model": model_name,
-        "metric": tune_cfg.get("metric", "log_loss"),
-        "direction": metric_direction(tune_cfg.get("metric", "log_loss")),
+        "metric": tune_cfg["metric"],
+        "direction": optuna_direction(tune_cfg["metric"]),
         "best_value": float(best.value),
         "best_trial": best.number,
         "best_params": best_suggested,
@@ -326,14 +273,14 @@ def run_study(
     logger = log or logging.getLogger(__name__)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # per-trial lines come from our objective
     model_name = tune_cfg["model"]
-    arch = model_cfg["arch"]
+    spec = ModelSpec.from_entry(model_name, dict(model_cfg))
     space = tune_cfg["space"]
-    metric = tune_cfg.get("metric", "log_loss")
-    metric_direction(metric)
-    check_space(space, arch)
-    base_params = dict(model_cfg.get("params") or {})
-    n_trials = int(tune_cfg.get("n_trials", 20))
-    seed = int(tune_cfg.get("seed", 0))
+    metric = tune_cfg["metric"]
+    if metric not in spec.task.metrics:
+        raise ValueError(f"tune metric {metric} does not score a {spec.task.name} task; use one of {spec.task.metrics}")
+    check_space(space, spec.arch)
+    base_params = dict(spec.params)
+    n_trials = int(tune_cfg["n_trials"])
 
     study = open_study(study_name, tune_cfg, model_cfg, storage_path, logger)
     done = len(_complete_trials(study))
@@ -341,15 +288,13 @@ def run_study(
     todo = max(n_trials - done, 0)
     if todo:
         folds = tuned_folds(tune_cfg, str(job_inputs["folds"]))
-        jobs = fold_jobs(model_name, model_cfg, job_inputs, folds, seed, threads)
-        fold_data = {job.fold: load_fold_data(job) for job in jobs}
-        device = resolve_device(model_cfg.get("device", "auto"))
-        context = FitContext(seed=seed, device=device, threads=threads, logger=logger)
-        logger.info("study %s: model %s (%s) on folds %s, %s (%s), %d trial(s) to run on %s",
-                    study.study_name, model_name, arch, folds, metric, study.direction.name.lower(), todo, device)
+        jobs = {job.fold: (job, load_fold_data(job))
+                for job in fold_jobs(spec, job_inputs, folds, int(tune_cfg["seed"]), threads)}
+        logger.info("study %s: model %s (%s) on folds %s, %s (%s), %d trial(s) to run",
+                    study.study_name, model_name, spec.arch, folds, metric, study.direction.name.lower(), todo)
         timeout = tune_cfg.get("timeout_minutes")
         study.optimize(
-            make_objective(arch, base_params, space, fold_data, context, metric, logger),
+            make_objective(space, jobs, metric, logger),
             n_trials=todo,
             timeout=None if timeout is None else float(timeout) * 60.0,
             gc_after_trial=True,

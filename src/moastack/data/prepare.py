@@ -1,7 +1,7 @@
 """The prepare step: load the raw tables (a CSV directory or the synthetic generator), validate, write Parquet.
 
 A regression task (``data.task: regression``) reads the perturbation layout: ``data.source:
-synthetic_perturbation`` generates it (:mod:`moastack.regression.synthetic`, sized by the
+synthetic_perturbation`` generates it (:mod:`moastack.data.synthetic_perturbation`, sized by the
 ``data.synthetic_perturbation`` block: :class:`PerturbationSpec` fields, demo-small by default), ``dir``
 reads the five CSV files of that layout; both are checked by :mod:`moastack.data.perturbation`.
 
@@ -22,6 +22,7 @@ from moastack.data import columns as C
 from moastack.data.synthetic import SyntheticSpec, generate
 from moastack.data.validate import InputError, read_raw_dir, validate_tables
 from moastack.io import write_parquet
+from moastack.task import get_task
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ SOURCES = ("synthetic", "dir", "table", "synthetic_perturbation")
 
 def perturbation_spec(options: dict[str, Any] | None):
     """A PerturbationSpec from ``data.synthetic_perturbation``, refusing unknown keys with the known ones."""
-    from moastack.regression.synthetic import PerturbationSpec
+    from moastack.data.synthetic_perturbation import PerturbationSpec
 
     options = dict(options or {})
     known = [f.name for f in dataclasses.fields(PerturbationSpec)]
@@ -49,7 +50,7 @@ def _load_regression(data_cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
 
     source = data_cfg.get("source")
     if source == "synthetic_perturbation":
-        from moastack.regression.synthetic import generate_perturbation
+        from moastack.data.synthetic_perturbation import generate_perturbation
 
         spec = perturbation_spec(data_cfg.get("synthetic_perturbation"))
         log.info("generating synthetic perturbation data: %s", spec)
@@ -96,7 +97,7 @@ def prepare(data_cfg: dict[str, Any], outputs: dict[str, str]) -> dict[str, pd.D
     missing = [name for name in C.TABLES if name not in outputs]
     if missing:
         raise ValueError(f"prepare: no output path for tables {missing}")
-    if data_cfg.get("task", "multilabel") == "regression" or data_cfg.get("source") == "synthetic_perturbation":
+    if get_task(data_cfg.get("task")).layout == "perturbation" or data_cfg.get("source") == "synthetic_perturbation":
         validated = _load_regression(data_cfg)
     elif data_cfg.get("source") == "table":
         from moastack.data.table import load_table_source

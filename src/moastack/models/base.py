@@ -1,9 +1,15 @@
 """The interface every moastack model implements.
 
 A model is fitted once per seed × fold: ``fit`` sees the training rows and the fold's validation
-rows (for early stopping and learning curves), ``predict`` returns probabilities in [0, 1].
+rows (for early stopping and learning curves), ``predict`` returns the task's predictions
+(probabilities in [0, 1] for a multilabel task, target units for a regression task).
+
 Hyper-parameters come from the config's ``params`` block and are stored as given, like a
-scikit-learn estimator; learned state lives in attributes with a trailing underscore.
+scikit-learn estimator: each class lists its params and their defaults in ``defaults``, and this base
+class rejects unknown keys (a config typo fails at once) and reads a param or its default
+(:meth:`TabularModel.param`). Everything a model learns from arrives through ``fit``: the data, and the
+:class:`FitContext` (seed, device, the columns' names, a transfer source's weights, a feature map);
+learned state lives in attributes with a trailing underscore.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -21,24 +27,51 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FitContext:
-    """What a job gives a model besides data: where and how hard to run."""
+    """What a job gives a model besides its rows: where and how hard to run, and what it learns from.
+
+    ``feature_names`` name the columns of X (models that pick columns by name read them);
+    ``init_state`` is a transfer source's fitted :meth:`TabularModel.state` (``init_from``);
+    ``feature_map`` is the fitted DeepInsight map of the model's feature set.
+    """
 
     seed: int = 0
     device: str = "cpu"  # "cpu" or "cuda"; already resolved from the config's cpu|cuda|auto
     threads: int = 1
     logger: logging.Logger = field(default_factory=lambda: log)
+    feature_names: list[str] | None = None
+    init_state: dict[str, Any] | None = None
+    feature_map: Any = None
 
 
 class TabularModel(ABC):
     """One model of one seed × fold."""
 
     #: architecture name used in the config's ``arch`` key
-    arch: str = ""
+    arch: ClassVar[str] = ""
+    #: the architecture's params and their defaults
+    defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **params: Any) -> None:
+        known = self.known_params()
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"{self.arch or type(self).__name__}: unknown params {unknown}; known: {sorted(known)}")
         self.params = dict(params)
         #: per-epoch records: {"epoch", "train_loss", "valid_loss", "lr"} (empty for non-iterative models)
         self.history_: list[dict[str, float]] = []
+        self.check_params()
+
+    @classmethod
+    def known_params(cls) -> set[str]:
+        """The keys a config's ``params`` block may hold for this arch."""
+        return set(cls.defaults)
+
+    def param(self, key: str) -> Any:
+        """The configured value of ``key``, or its default."""
+        return self.params.get(key, self.defaults[key])
+
+    def check_params(self) -> None:  # noqa: B027 (optional hook, not abstract)
+        """Value checks at construction, so that a bad config fails before any data is read."""
 
     @abstractmethod
     def fit(
@@ -49,11 +82,11 @@ class TabularModel(ABC):
         Y_valid: np.ndarray | None,
         context: FitContext,
     ) -> TabularModel:
-        """Fit on float32 ``X`` (n × p) and binary/soft ``Y`` (n × t); validation arrays may be None."""
+        """Fit on float32 ``X`` (n × p) and ``Y`` (n × t, NaN = missing label); validation arrays may be None."""
 
     @abstractmethod
     def predict(self, X: np.ndarray, context: FitContext | None = None) -> np.ndarray:
-        """Return float32 probabilities, shape (n, t)."""
+        """Return float32 predictions, shape (n, t)."""
 
     @abstractmethod
     def state(self) -> dict[str, Any]:
@@ -65,7 +98,7 @@ class TabularModel(ABC):
         """Rebuild a fitted model from :meth:`state` and its constructor ``params``."""
 
     def save(self, path: str | Path, extras: dict[str, Any] | None = None) -> None:
-        """Write the fitted model (and the job's ``extras``: feature names, meta transform...)."""
+        """Write the fitted model (and the job's ``extras``: its fold pipeline, targets...)."""
         import torch
 
         from moastack.io import atomic_path

@@ -14,9 +14,10 @@ from moastack.models.base import FitContext, TabularModel
 
 class PriorModel(TabularModel):
     arch = "prior"
+    defaults = {"clip": 1e-5}  # keeps a target without a positive off an exact 0
 
     def fit(self, X, Y, X_valid, Y_valid, context: FitContext) -> PriorModel:
-        clip = float(self.params.get("clip", 1e-5))
+        clip = float(self.param("clip"))
         Y = np.asarray(Y, dtype=np.float64)
         labelled = ~np.isnan(Y)
         # over labelled cells only (Tox21 has gaps); a target with no label at all gets 0.5

@@ -1,54 +1,65 @@
-"""Architecture names → model classes, and loading of saved models.
+"""Architecture names → model classes, what each arch needs, and loading of saved models.
 
-The config's ``arch`` key picks a class here (multilabel classifiers, and the regressors of
-:mod:`moastack.regression.models` for ``data.task: regression``; :func:`arch_task` says which); :func:`load_model` reads what
-:meth:`TabularModel.save` wrote (arch, params, state) and rebuilds the fitted model.
+Every arch is listed once, in :data:`ARCHS`, with the module that holds its class (imported only when
+the arch is built or loaded, so that parsing the workflow, or a job that never fits that arch, does not
+import torch, timm or pytorch-tabnet), the tasks it serves, and what its jobs must hand it besides the
+rows: a transfer source's weights (``init_from``) or a feature map (``feature_map``). The config check
+reads these facts from here, never from a list of its own. An arch is registered only once it passes
+the contract test (tests/test_arch_contract.py), which runs over this table.
 """
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from moastack.models.base import TabularModel
-from moastack.models.prior import PriorModel
-from moastack.models.resnet import ResNet2H
-from moastack.models.simple_nn import SimpleNN
-from moastack.models.sklearn_models import RandomForestModel
-from moastack.models.tabnet import TabNetModel  # imports pytorch-tabnet only when a TabNet is fitted or loaded
-from moastack.regression.models import ARCHS as REGRESSION_ARCHS
+from moastack.task import MULTILABEL, REGRESSION
 
-ARCHS: dict[str, type[TabularModel]] = {
-    "prior": PriorModel,
-    "simple_nn": SimpleNN,
-    "tabnet": TabNetModel,
-    "resnet2h": ResNet2H,
-    "random_forest": RandomForestModel,
-    **REGRESSION_ARCHS,  # ridge, mlp_regressor
+if TYPE_CHECKING:
+    from moastack.models.base import TabularModel
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One registered architecture."""
+
+    target: str  # "module:Class"
+    tasks: tuple[str, ...] = (MULTILABEL.name,)
+    transfer: bool = False  # can start from another job's weights (init_from)
+    feature_map: bool = False  # renders images through a fitted feature map (feature_map)
+
+
+ARCHS: dict[str, Arch] = {
+    "prior": Arch("moastack.models.prior:PriorModel"),
+    "simple_nn": Arch("moastack.models.simple_nn:SimpleNN"),
+    "tabnet": Arch("moastack.models.tabnet:TabNetModel"),
+    "resnet2h": Arch("moastack.models.resnet:ResNet2H", transfer=True),
+    "random_forest": Arch("moastack.models.sklearn_models:RandomForestModel"),
+    "deepinsight": Arch("moastack.models.deepinsight:DeepInsightCNN", feature_map=True),
+    "ridge": Arch("moastack.models.regressors:RidgeRegressor", tasks=(REGRESSION.name,)),
+    "mlp_regressor": Arch("moastack.models.regressors:MLPRegressor", tasks=(REGRESSION.name,)),
 }
 
 
-def arch_task(arch: str) -> str:
-    """``regression`` for the regressors (continuous targets, MRRMSE), ``multilabel`` for every other arch."""
-    return "regression" if arch in REGRESSION_ARCHS else "multilabel"
+def arch_info(arch: str) -> Arch:
+    """The registry entry of ``arch``; a ValueError names the known ones (likely a config typo)."""
+    try:
+        return ARCHS[arch]
+    except KeyError:
+        raise ValueError(f"unknown arch {arch!r}; known: {sorted(ARCHS)}") from None
 
 
-def _lazy_archs() -> dict[str, str]:
-    """Architectures whose module imports a heavy library (timm), loaded only when named."""
-    return {"deepinsight": "moastack.models.deepinsight:DeepInsightCNN"}
+def archs_for(task: str) -> list[str]:
+    """The archs that serve ``task``, in registry order."""
+    return [name for name, info in ARCHS.items() if task in info.tasks]
 
 
 def model_class(arch: str) -> type[TabularModel]:
-    """The class registered for ``arch``; a ValueError names the known ones (likely a config typo)."""
-    if arch in ARCHS:
-        return ARCHS[arch]
-    lazy = _lazy_archs()
-    if arch in lazy:
-        import importlib
-
-        module, name = lazy[arch].split(":")
-        return getattr(importlib.import_module(module), name)
-    raise ValueError(f"unknown arch {arch!r}; known: {sorted([*ARCHS, *lazy])}")
+    """The class registered for ``arch`` (importing its module now)."""
+    module, name = arch_info(arch).target.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def build_model(arch: str, params: dict[str, Any] | None = None) -> TabularModel:
@@ -56,13 +67,22 @@ def build_model(arch: str, params: dict[str, Any] | None = None) -> TabularModel
     return model_class(arch)(**dict(params or {}))
 
 
-def load_model(path: str | Path) -> TabularModel:
-    """The fitted model saved at ``path`` by :meth:`TabularModel.save`, on the CPU.
+def read_payload(path: str | Path) -> dict[str, Any]:
+    """What :meth:`TabularModel.save` wrote: arch, params, state and the job's extras, on the CPU.
 
-    ``weights_only=False`` because the file holds numpy arrays and plain dicts besides tensors; it is
-    safe only because we read our own pipeline's files.
+    ``weights_only=False`` because the file holds numpy arrays and fitted transforms besides tensors;
+    load only results folders you produced (or trust), as with any pickle.
     """
     import torch
 
-    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+    return torch.load(Path(path), map_location="cpu", weights_only=False)
+
+
+def model_from_payload(payload: dict[str, Any]) -> TabularModel:
+    """The fitted model a saved payload holds."""
     return model_class(payload["arch"]).from_state(payload["state"], payload["params"])
+
+
+def load_model(path: str | Path) -> TabularModel:
+    """The fitted model saved at ``path`` by :meth:`TabularModel.save`."""
+    return model_from_payload(read_payload(path))

@@ -1,6 +1,6 @@
 """The winners' 2-heads ResNet (``arch: resnet2h``), with transfer from a phase-1 model.
 
-Two input blocks, chosen from the column NAMES the train job passes (``model.feature_names_in_``):
+Two input blocks, chosen from the column NAMES the job passes in its fit context (``context.feature_names``):
 
 * block A: columns matching ``head_a_patterns`` (shell globs; default ``pca_*`` and ``*_mean``: the
   PCA components and row means of genes and cells);
@@ -21,8 +21,8 @@ Without feature names, or with no column matching block A, the model is a plain 
 Training (REFERENCE.md): Adam lr 1e-3, batch 128, ReduceLROnPlateau(0.5, patience 4), early stopping
 patience 10 (min delta 1e-5), label smoothing 5e-4, on the non-scored targets (phase 1).
 
-Transfer (phase 2): the job sets ``model.init_state_`` to a phase-1 model's :meth:`state` (see
-:meth:`ResNet2H.load_init_state`) before ``fit``. The module is then built with the phase-1 input
+Transfer (phase 2): the job's fit context carries a phase-1 model's :meth:`state` (``context.init_state``,
+read from the ``init_from`` job's model file). The module is then built with the phase-1 input
 layout, every weight but the output layer is copied, and training runs in two steps: 2a with only
 ``transfer_trainable`` (default tail + output) trainable, the frozen layers' BatchNorms in inference
 mode, lr / ``phase2a_lr_div`` and min delta ``transfer_min_delta``; 2b with everything unfrozen,
@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -172,17 +171,17 @@ def split_blocks(names: Sequence[str] | None, n_in: int, patterns: Sequence[str]
         return [], list(range(n_in))
     names = [str(n) for n in names]
     if len(names) != n_in:
-        raise ValueError(f"resnet2h: feature_names_in_ has {len(names)} names but X has {n_in} columns")
+        raise ValueError(f"resnet2h: context.feature_names has {len(names)} names but X has {n_in} columns")
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
     is_a = [any(fnmatch.fnmatchcase(n, p) for p in patterns) for n in names]
     return [i for i, a in enumerate(is_a) if a], [i for i, a in enumerate(is_a) if not a]
 
 
 class ResNet2H(TorchTabularModel):
-    """The 2-heads ResNet; set ``feature_names_in_`` (and ``init_state_`` for transfer) before ``fit``."""
+    """The 2-heads ResNet; reads ``context.feature_names`` (and ``context.init_state`` for transfer) in ``fit``."""
 
     arch = "resnet2h"
-    module_defaults = {
+    defaults = {
         "head_a_patterns": ["pca_*", "*_mean"],
         "head_a_hidden": [512, 256],
         "head_a_dropout": [0.2, 0.0],
@@ -193,7 +192,7 @@ class ResNet2H(TorchTabularModel):
         "tail_hidden": [256],
         "tail_activation": "selu",
         "output_dropout": 0.0,
-        # transfer (used only when init_state_ is set)
+        # transfer (used only when the fit context carries init_state)
         "transfer_trainable": ["tail", "output"],  # parts trained in phase 2a; the rest stays frozen
         "phase2a_lr_div": 3.0,
         "phase2b_lr_div": 5.0,
@@ -214,18 +213,14 @@ class ResNet2H(TorchTabularModel):
         "label_smoothing": 5e-4,
     }
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
+    def check_params(self) -> None:
+        super().check_params()
         trainable = self.param("transfer_trainable")
         trainable = [trainable] if isinstance(trainable, str) else list(trainable)
         if "output" not in trainable or any(t not in PARTS for t in trainable):
             raise ValueError(
                 f"resnet2h: transfer_trainable must include 'output' and name parts of {PARTS}, got {trainable}"
             )
-        #: column names of X, set by the train job before fit (None: every column goes to head B)
-        self.feature_names_in_: list[str] | None = None
-        #: a phase-1 model's state() for transfer, set by the train job before fit (None: phase 1)
-        self.init_state_: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- module
 
@@ -256,11 +251,11 @@ class ResNet2H(TorchTabularModel):
         seed_everything(context.seed)
         set_threads(context.threads)
         self.n_in_, self.n_out_ = int(X.shape[1]), int(Y.shape[1])
-        names = self.feature_names_in_
+        names = context.feature_names
         self.a_idx_, self.b_idx_ = split_blocks(names, self.n_in_, self.param("head_a_patterns"))
         self.feature_names_ = None if names is None else [str(n) for n in names]
         cfg = self.train_config()
-        init = self.init_state_
+        init = context.init_state
         self.module_ = self.build_module(self.n_in_, self.n_out_)
         if init is None:
             if cfg.init_output_bias:
@@ -284,7 +279,6 @@ class ResNet2H(TorchTabularModel):
             history += _tag(fit_module(self.module_, X, Y, X_valid, Y_valid, cfg_b, context), "2b", start=len(history))
         self.history_ = history
         self.transferred_ = True
-        self.init_state_ = None  # the phase-1 weights now live in module_; don't keep a second copy
         return self
 
     def _trainable(self) -> list[str]:
@@ -294,7 +288,7 @@ class ResNet2H(TorchTabularModel):
     def _load_phase1(self, init: dict[str, Any]) -> None:
         """Copy every phase-1 weight but the output layer into the freshly built module."""
         if not isinstance(init, dict) or "module" not in init:
-            raise ValueError("resnet2h: init_state_ must be a ResNet2H.state() dict (see load_init_state)")
+            raise ValueError("resnet2h: context.init_state must be a ResNet2H.state() dict (from an init_from job)")
         if int(init["n_in"]) != self.n_in_:
             raise ValueError(
                 f"resnet2h transfer: phase 1 was trained on {init['n_in']} input columns, phase 2 gets "
@@ -349,21 +343,12 @@ class ResNet2H(TorchTabularModel):
         model.n_in_, model.n_out_ = int(state["n_in"]), int(state["n_out"])
         model.a_idx_, model.b_idx_ = list(state["a_idx"]), list(state["b_idx"])
         model.feature_names_ = state.get("feature_names")
-        model.feature_names_in_ = model.feature_names_
         model.transferred_ = bool(state.get("transferred", False))
         model.module_ = model.build_module(model.n_in_, model.n_out_)
         model.module_.load_state_dict(state["module"])
         model.module_.eval()
         model.history_ = list(state.get("history", []))
         return model
-
-    @staticmethod
-    def load_init_state(path: str | Path) -> dict[str, Any]:
-        """The state of the phase-1 model saved at ``path`` (a file written by ``TabularModel.save``)."""
-        payload = torch.load(Path(path), map_location="cpu", weights_only=False)
-        if payload.get("arch") != ResNet2H.arch:
-            raise ValueError(f"{path}: a {payload.get('arch')!r} model, not a resnet2h phase-1 model")
-        return payload["state"]
 
 
 def _scaled(cfg: TrainConfig, lr_div: float, min_delta: float, epochs: int | None) -> TrainConfig:

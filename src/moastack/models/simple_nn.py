@@ -110,7 +110,7 @@ class SimpleNN(TorchTabularModel):
     early stopping patience 10 (REFERENCE.md "Simple NN")."""
 
     arch = "simple_nn"
-    module_defaults = {
+    defaults = {
         "hidden_size": 2048,
         "n_hidden": 2,  # 3-FC = 2 hidden layers + output
         "hidden": None,
@@ -123,7 +123,7 @@ class SimpleNN(TorchTabularModel):
     train_defaults = {"label_smoothing": 1e-3}
 
     def build_module(self, n_in: int, n_out: int) -> nn.Module:
-        hidden = hidden_sizes(self.params, self.module_defaults)
+        hidden = hidden_sizes(self.params, self.defaults)
         dropout = self.param("dropout")
         return build_mlp(
             n_in,

@@ -33,28 +33,22 @@ class RandomForestModel(TabularModel):
     """
 
     arch = "random_forest"
+    defaults = _RF_DEFAULTS
 
-    def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(_RF_DEFAULTS))
-        if unknown:
-            raise ValueError(f"random_forest: unknown params {unknown}; known: {sorted(_RF_DEFAULTS)}")
-        weight = params.get("class_weight")
+    def check_params(self) -> None:
+        weight = self.param("class_weight")
         if weight not in (None, "balanced", "balanced_subsample"):
             raise ValueError(f"random_forest: class_weight {weight!r} is not None, 'balanced' or 'balanced_subsample'")
-        super().__init__(**params)
-
-    def _setting(self, key: str) -> Any:
-        return self.params.get(key, _RF_DEFAULTS[key])
 
     def _forest(self, seed: int, n_jobs: int):
         from sklearn.ensemble import RandomForestClassifier
 
         return RandomForestClassifier(
-            n_estimators=int(self._setting("n_estimators")),
-            max_depth=self._setting("max_depth"),
-            min_samples_leaf=self._setting("min_samples_leaf"),
-            max_features=self._setting("max_features"),
-            class_weight=self._setting("class_weight"),
+            n_estimators=int(self.param("n_estimators")),
+            max_depth=self.param("max_depth"),
+            min_samples_leaf=self.param("min_samples_leaf"),
+            max_features=self.param("max_features"),
+            class_weight=self.param("class_weight"),
             n_jobs=n_jobs,
             random_state=seed,
         )
@@ -64,7 +58,7 @@ class RandomForestModel(TabularModel):
         X = np.asarray(X, dtype=np.float32)
         Y = np.asarray(Y, dtype=np.float64)
         Y = Y[:, None] if Y.ndim == 1 else Y
-        n_jobs = int(self._setting("n_jobs") or context.threads or 1)
+        n_jobs = int(self.param("n_jobs") or context.threads or 1)
         self.estimators_: list = []
         self.constant_ = np.full(Y.shape[1], np.nan, dtype=np.float32)
         for j in range(Y.shape[1]):
@@ -89,10 +83,10 @@ class RandomForestModel(TabularModel):
                 out[:, j] = self.constant_[j] if forest is None else 0.0
                 continue
             if context is not None:
-                forest.set_params(n_jobs=int(self._setting("n_jobs") or context.threads or 1))
+                forest.set_params(n_jobs=int(self.param("n_jobs") or context.threads or 1))
             proba = forest.predict_proba(X)
             out[:, j] = proba[:, list(forest.classes_).index(1)]
-        clip = self._setting("clip")
+        clip = self.param("clip")
         return out if clip is None else np.clip(out, float(clip), 1.0 - float(clip)).astype(np.float32)
 
     def state(self) -> dict[str, Any]:

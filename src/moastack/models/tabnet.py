@@ -132,7 +132,7 @@ class TabNetModel(TabularModel):
     """pytorch-tabnet ``TabNetRegressor`` on label-smoothed BCE; probabilities = sigmoid(outputs)."""
 
     arch = "tabnet"
-    defaults: dict[str, Any] = {
+    defaults = {
         "n_d": 32,
         "n_a": 32,
         "n_steps": 1,
@@ -162,18 +162,11 @@ class TabNetModel(TabularModel):
         "init_output_bias": True,
     }
 
-    def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            raise ValueError(f"TabNetModel: unknown params {unknown}; known: {sorted(self.defaults)}")
-        super().__init__(**params)
+    def check_params(self) -> None:
         if self.param("scheduler") not in SCHEDULERS:
             raise ValueError(f"tabnet: scheduler must be one of {SCHEDULERS}, got {self.param('scheduler')!r}")
         if self.param("mask_type") not in ("entmax", "sparsemax"):
             raise ValueError(f"tabnet: mask_type must be entmax or sparsemax, got {self.param('mask_type')!r}")
-
-    def param(self, key: str) -> Any:
-        return self.params.get(key, self.defaults[key])
 
     # ----------------------------------------------------------------- the pytorch-tabnet estimator
 

@@ -1,12 +1,16 @@
-"""A fast, generic training loop for torch modules on in-memory tabular data.
+"""The one training loop for every torch model, on in-memory tabular data.
 
 A lish-moa fold is small (≈ 20k × 1k floats), so the whole fold lives on the device as one float32
 tensor. Each epoch draws one permutation, gathers the rows into a reused buffer once, and feeds
 contiguous slices as batches: no Dataset/DataLoader, no per-sample Python, no per-batch host sync.
 That is what makes seeds × folds × models affordable on a 2-core CPU.
 
-:class:`TorchTabularModel` wraps a module builder into the :class:`TabularModel` interface, so each
-neural architecture only says how to build its module.
+:func:`train_module` owns how training runs (as Lightning's Trainer does): epochs, the batch order, an
+optional per-epoch input transform (DeepInsight's swap noise), the loss, mixed precision on CUDA,
+gradient clipping, the optimizer and its scheduler (stepped per batch or per epoch), early stopping
+with best-weight restore, and the history. An architecture supplies its module, its loss and its
+validation score (hooks), nothing more. :class:`TorchTabularModel` wraps a module builder into the
+:class:`TabularModel` interface for the BCE-trained archs, so each only says how to build its module.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import random
 import sys
 import time
 from abc import abstractmethod
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
@@ -28,7 +33,8 @@ from torch import nn
 from moastack.models.base import FitContext, TabularModel
 from moastack.models.losses import SmoothBCEWithLogits, balanced_pos_weight, bce_with_logits, label_mask
 
-SCHEDULERS = ("onecycle", "plateau", "none")
+SCHEDULERS = ("onecycle", "plateau", "cosine", "none")
+OPTIMIZERS = ("adam", "adamw", "radam")
 AMP_DTYPES = {"auto": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
               "fp16": torch.float16, "float16": torch.float16}
 
@@ -39,9 +45,12 @@ class TrainConfig:
 
     epochs: int = 25
     batch_size: int = 256
-    lr: float = 5e-4  # Adam's lr for scheduler none|plateau; OneCycle starts at max_lr / div_factor
+    lr: float = 5e-4  # the optimizer's lr for scheduler none|plateau|cosine; OneCycle starts at max_lr / div_factor
     weight_decay: float = 1e-5
-    scheduler: str = "onecycle"  # onecycle | plateau | none
+    optimizer: str = "adam"  # adam | adamw | radam
+    scheduler: str = "onecycle"  # onecycle | plateau | cosine | none
+    t_max: int | None = None  # cosine: half-period in epochs, stepped per epoch; None: the whole run, per batch
+    grad_clip: float | None = None  # clip the gradients' global norm (None: off)
     max_lr: float = 1e-2  # OneCycleLR
     pct_start: float = 0.1
     div_factor: float = 1e3
@@ -65,10 +74,21 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.amp_dtype not in AMP_DTYPES:
             raise ValueError(f"amp_dtype must be one of {sorted(AMP_DTYPES)}, got {self.amp_dtype!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError("epochs, batch_size and eval_batch_size must be >= 1")
+        for key in ("epochs", "batch_size", "eval_batch_size"):
+            if not _is_int(getattr(self, key)) or getattr(self, key) < 1:
+                raise ValueError(f"{key} must be an integer >= 1, got {getattr(self, key)!r}")
+        for key in ("patience", "t_max"):
+            value = getattr(self, key)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise ValueError(f"{key} must be an integer >= 1 or null, got {value!r}")
+        if not 0.0 <= float(self.label_smoothing) < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if float(self.lr) <= 0 or float(self.weight_decay) < 0:
+            raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {self.lr!r}, {self.weight_decay!r}")
         if self.target_clip is not None:
             self.target_clip = (float(self.target_clip[0]), float(self.target_clip[1]))
         if self.pos_weight not in (None, "balanced"):
@@ -85,6 +105,10 @@ class TrainConfig:
         merged = {k: v for k, v in (defaults or {}).items() if k in names}
         merged.update({k: v for k, v in params.items() if k in names})
         return cls(**merged)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 # --------------------------------------------------------------------------- process settings
@@ -167,18 +191,24 @@ def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def _make_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam with L2 weight decay; the fused kernel (one pass over params, grads and moments) when
-    this torch has it for the device: on CPU it saves a third of the step time at hidden 2048."""
+def make_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The configured optimizer over the trainable params. Adam uses the fused kernel (one pass over
+    params, grads and moments) when this torch has it for the device: on CPU it saves a third of the
+    step time at hidden 2048."""
     params = [p for p in module.parameters() if p.requires_grad]
+    if cfg.optimizer == "radam":
+        return torch.optim.RAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     try:
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
 
 
-def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    """Return (scheduler, per_batch): OneCycle steps every batch, ReduceLROnPlateau every epoch."""
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """Return (scheduler, per_batch): OneCycle and whole-run cosine step every batch; ReduceLROnPlateau
+    (on the validation loss) and cosine with ``t_max`` epochs every epoch."""
     if cfg.scheduler == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=cfg.max_lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
@@ -190,28 +220,48 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
             optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
         )
         return sched, False
+    if cfg.scheduler == "cosine":
+        if cfg.t_max is None:
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch), True
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(cfg.t_max)), False
     return None, False
 
 
-def _amp_settings(cfg: TrainConfig, device: torch.device) -> tuple[bool, torch.dtype | None]:
-    """Mixed precision only on CUDA: bf16 where the GPU supports it (no loss scaling), else fp16."""
+def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """Mixed precision only on CUDA: bf16 where the GPU supports it (no loss scaling), else fp16; None = float32."""
     if not cfg.amp or device.type != "cuda":
-        return False, None
+        return None
     dtype = AMP_DTYPES[cfg.amp_dtype]
     if dtype is None:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return True, dtype
+    return dtype
 
 
-def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler=None) -> None:
-    """Backpropagate and step, through the fp16 GradScaler when there is one."""
+def autocast(dtype: torch.dtype | None):
+    """The forward passes' autocast context (a no-op without mixed precision)."""
+    return torch.autocast("cuda", dtype=dtype) if dtype is not None else nullcontext()
+
+
+def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler=None,
+                  grad_clip: float | None = None) -> None:
+    """Backpropagate, clip the gradients' norm if asked, and step (through the fp16 GradScaler when there is one)."""
     if scaler is not None:
         scaler.scale(loss).backward()
+        if grad_clip is not None:
+            scaler.unscale_(optimizer)
+            _clip(optimizer, grad_clip)
         scaler.step(optimizer)
         scaler.update()
-    else:
-        loss.backward()
-        optimizer.step()
+        return
+    loss.backward()
+    if grad_clip is not None:
+        _clip(optimizer, grad_clip)
+    optimizer.step()
+
+
+def _clip(optimizer: torch.optim.Optimizer, max_norm: float) -> None:
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
 
 
 def _module_device(module: nn.Module) -> torch.device:
@@ -249,24 +299,130 @@ class EarlyStopping:
             log.info("%srestored best weights: valid %.5f", prefix, self.best_loss)
 
 
-# --------------------------------------------------------------------------- evaluation
+# --------------------------------------------------------------------------- the loop
+
+#: a batch's loss: (float32 outputs, targets, label mask or None) -> scalar tensor
+LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+def train_module(
+    module: nn.Module,
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    mask: torch.Tensor | None,
+    cfg: TrainConfig,
+    context: FitContext,
+    loss_fn: LossFn,
+    evaluate: Callable[[nn.Module], float] | None = None,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    name: str = "",
+) -> list[dict[str, Any]]:
+    """Train ``module`` in place on device tensors ``X``/``Y`` (``mask``: labelled cells, or None); the
+    one epoch loop of every torch model. Returns one history record per epoch:
+    ``{epoch, train_loss, valid_loss, lr, seconds}``.
+
+    Hooks: ``loss_fn`` scores a batch; ``evaluate`` (called in eval mode after each epoch) returns the
+    validation loss that early stopping, best-weight restore and ReduceLROnPlateau watch (lower is
+    better; None: no validation); ``augment`` transforms each epoch's shuffled inputs (with its own
+    seeded generator). Dropout and the batch order draw from streams seeded by ``context.seed``.
+    """
+    device = X.device
+    set_threads(context.threads)
+    if device.type == "cpu":
+        tune_cpu_allocator()
+    torch.manual_seed(context.seed)  # dropout masks
+    perm_gen = torch.Generator(device=device).manual_seed(_derived_seed(context.seed, 1))
+    aug_gen = torch.Generator(device=device).manual_seed(_derived_seed(context.seed, 2)) if augment else None
+    log, prefix = context.logger, f"{name} " if name else ""
+
+    module.train()
+    n = len(X)
+    bounds = batch_bounds(n, cfg.batch_size)
+    optimizer = make_optimizer(module, cfg)
+    scheduler, per_batch = make_scheduler(optimizer, cfg, len(bounds))
+    dtype = amp_dtype(cfg, device)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    # reused gather buffers: one gather per epoch, then batches are contiguous views
+    X_buf, Y_buf = torch.empty_like(X), torch.empty_like(Y)
+    M_buf = None if mask is None else torch.empty_like(mask)
+
+    history: list[dict[str, Any]] = []
+    stopper = EarlyStopping(cfg.patience, cfg.min_delta, cfg.restore_best)
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=perm_gen, device=device)
+        torch.index_select(X, 0, perm, out=X_buf)
+        torch.index_select(Y, 0, perm, out=Y_buf)
+        if M_buf is not None:
+            torch.index_select(mask, 0, perm, out=M_buf)
+        X_e = augment(X_buf, aug_gen) if augment else X_buf
+        loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+        lr = optimizer.param_groups[0]["lr"]
+        for start, stop in bounds:
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(dtype):
+                outputs = module(X_e[start:stop])
+            m = None if M_buf is None else M_buf[start:stop]
+            loss = loss_fn(outputs.float(), Y_buf[start:stop], m)
+            backward_step(loss, optimizer, scaler, cfg.grad_clip)
+            loss_sum += loss.detach() * (stop - start)
+            if per_batch:
+                scheduler.step()
+        train_loss = float(loss_sum) / n  # the one host sync of the epoch
+        valid_loss = None
+        if evaluate is not None:
+            module.eval()
+            valid_loss = float(evaluate(module))
+            module.train()
+        if scheduler is not None and not per_batch:
+            if cfg.scheduler == "plateau":
+                scheduler.step(valid_loss if valid_loss is not None else train_loss)
+            else:
+                scheduler.step()
+        seconds = time.perf_counter() - t0
+        history.append({"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss,
+                        "lr": lr, "seconds": seconds})
+        log.info("%sepoch %d/%d train %.5f valid %s lr %.2e %.2fs", prefix, epoch, cfg.epochs, train_loss,
+                 "-" if valid_loss is None else f"{valid_loss:.5f}", lr, seconds)
+        if valid_loss is None:
+            continue
+        if stopper.update(module, valid_loss):
+            log.info("%searly stop after epoch %d: no improvement for %d epochs", prefix, epoch, stopper.stale)
+            break
+    stopper.restore(module, log, prefix)
+    module.eval()
+    return history
+
+
+# --------------------------------------------------------------------------- BCE-trained modules
 
 
 @torch.inference_mode()
-def _eval_loss(
-    module: nn.Module, X: torch.Tensor, Y: torch.Tensor, mask: torch.Tensor | None, batch_size: int
-) -> float:
-    """Mean unsmoothed BCE over (labelled) cells, summed on the device and read once."""
-    was_training = module.training
-    module.eval()
-    total = torch.zeros((), dtype=torch.float64, device=X.device)
+def batched_outputs(module: nn.Module, X: torch.Tensor, batch_size: int, dtype: torch.dtype | None = None):
+    """(start, stop, float32 outputs) over ``X`` in large batches; the caller sets the module's mode."""
     for start in range(0, len(X), batch_size):
-        stop = start + batch_size
+        stop = min(start + batch_size, len(X))
+        with autocast(dtype):
+            out = module(X[start:stop])
+        yield start, stop, out.float()
+
+
+def bce_loss(logits: torch.Tensor, Y: torch.Tensor, mask: torch.Tensor | None, batch_size: int,
+             dtype: torch.dtype | None = None) -> float:
+    """Mean unsmoothed BCE over labelled cells, summed on the device and read once."""
+    total = torch.zeros((), dtype=torch.float64, device=Y.device)
+    for start, stop, out in logits:
         m = None if mask is None else mask[start:stop]
-        total += bce_with_logits(module(X[start:stop]).float(), Y[start:stop], m, reduction="sum")
+        total += bce_with_logits(out, Y[start:stop], m, reduction="sum")
     count = Y.numel() if mask is None else int(mask.sum())
-    module.train(was_training)
     return float(total) / max(count, 1)
+
+
+def bce_evaluator(X_valid: torch.Tensor, Y_valid: torch.Tensor, mask: torch.Tensor | None, batch_size: int,
+                  dtype: torch.dtype | None = None) -> Callable[[nn.Module], float]:
+    """The validation hook of a BCE-trained module: its unsmoothed BCE over the labelled validation cells."""
+    return lambda module: bce_loss(batched_outputs(module, X_valid, batch_size, dtype), Y_valid, mask, batch_size)
 
 
 def evaluate_module(
@@ -276,29 +432,27 @@ def evaluate_module(
     """The validation loss ``fit_module`` tracks (mean BCE over labelled cells), for checks and reports."""
     device = torch.device(context.device) if context is not None else _module_device(module)
     module.to(device)
-    Xt, Yt = _to_device(X, device), _to_device(Y, device)
-    mask = label_mask(Yt)
-    if mask is not None:
-        Yt = torch.nan_to_num(Yt)
-    return _eval_loss(module, Xt, Yt, mask, batch_size)
+    X_t, Y_t, mask = prepare_targets(X, Y, device)
+    was_training = module.training
+    module.eval()
+    loss = bce_evaluator(X_t, Y_t, mask, batch_size)(module)
+    module.train(was_training)
+    return loss
 
 
 def predict_module(
-    module: nn.Module, X: np.ndarray, context: FitContext | None = None, batch_size: int = 4096
+    module: nn.Module, X: np.ndarray, context: FitContext | None = None, batch_size: int = 4096,
+    dtype: torch.dtype | None = None, sigmoid: bool = True,
 ) -> np.ndarray:
-    """Sigmoid probabilities as float32 (n × t), computed in float32 in large inference batches."""
+    """Float32 outputs (n × t) — sigmoid probabilities by default — in large inference batches."""
     device = torch.device(context.device) if context is not None else _module_device(module)
     if context is not None:
         set_threads(context.threads)
     module.to(device)
     was_training = module.training
     module.eval()
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    chunks = []
-    with torch.inference_mode():
-        for start in range(0, len(X), batch_size):
-            xb = torch.from_numpy(X[start:start + batch_size]).to(device)
-            chunks.append(torch.sigmoid(module(xb).float()).cpu())
+    X_t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
+    chunks = [(torch.sigmoid(out) if sigmoid else out).cpu() for _, _, out in batched_outputs(module, X_t, batch_size, dtype)]
     module.train(was_training)
     if not chunks:
         n_out = _output_dim(module, X.shape[1], device)
@@ -312,9 +466,6 @@ def _output_dim(module: nn.Module, n_in: int, device: torch.device) -> int:
         return int(module(torch.zeros(2, n_in, device=device)).shape[1])
 
 
-# --------------------------------------------------------------------------- training
-
-
 def fit_module(
     module: nn.Module,
     X: np.ndarray,
@@ -323,83 +474,31 @@ def fit_module(
     Y_valid: np.ndarray | None,
     cfg: TrainConfig,
     context: FitContext,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    name: str = "",
 ) -> list[dict[str, Any]]:
-    """Train ``module`` in place on logits-vs-targets BCE; return one history record per epoch.
+    """Train ``module`` in place on logits-vs-targets BCE through :func:`train_module`; its history.
 
-    Records are ``{epoch, train_loss, valid_loss, lr, seconds}`` (``valid_loss`` None without
-    validation data). With validation data the best-validation weights are restored at the end, and
-    training stops early after ``cfg.patience`` epochs without an improvement over ``min_delta``.
-    NaN targets are treated as missing labels and masked out of both losses.
+    Targets are smoothed (and clipped) once, not per batch; ``pos_weight: balanced`` weighs each target's
+    positives; NaN targets are missing labels, masked out of both losses. With validation data the
+    best-validation weights are restored and training stops early after ``cfg.patience`` stale epochs.
     """
     device = torch.device(context.device)
-    set_threads(context.threads)
-    if device.type == "cpu":
-        tune_cpu_allocator()
-    torch.manual_seed(context.seed)  # dropout masks
-    perm_gen = torch.Generator(device=device).manual_seed(_derived_seed(context.seed, 1))
-    log = context.logger
-
-    module.to(device).train()
+    module.to(device)
     pos_weight = balanced_pos_weight(_to_device(Y, device)) if cfg.pos_weight == "balanced" else None
-    X_t, Y_t, mask_t = _prepare_targets(X, Y, device)
+    X_t, Y_t, mask_t = prepare_targets(X, Y, device)
     Y_t = SmoothBCEWithLogits(cfg.label_smoothing, cfg.target_clip).smooth(Y_t)  # once, not per batch
-    has_valid = X_valid is not None and Y_valid is not None and len(X_valid) > 0
-    if has_valid:
-        Xv_t, Yv_t, maskv_t = _prepare_targets(X_valid, Y_valid, device)
+    evaluate = None
+    if X_valid is not None and Y_valid is not None and len(X_valid) > 0:
+        evaluate = bce_evaluator(*prepare_targets(X_valid, Y_valid, device), cfg.eval_batch_size, amp_dtype(cfg, device))
 
-    n = len(X_t)
-    bounds = batch_bounds(n, cfg.batch_size)
-    optimizer = _make_optimizer(module, cfg)
-    scheduler, per_batch = _make_scheduler(optimizer, cfg, len(bounds))
-    use_amp, amp_dtype = _amp_settings(cfg, device)
-    scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else nullcontext
-    # reused gather buffers: one gather per epoch, then batches are contiguous views
-    X_buf, Y_buf = torch.empty_like(X_t), torch.empty_like(Y_t)
-    M_buf = None if mask_t is None else torch.empty_like(mask_t)
+    def loss_fn(logits: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
+        return bce_with_logits(logits, y, m, pos_weight=pos_weight)
 
-    history: list[dict[str, Any]] = []
-    stopper = EarlyStopping(cfg.patience, cfg.min_delta, cfg.restore_best)
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=perm_gen, device=device)
-        torch.index_select(X_t, 0, perm, out=X_buf)
-        torch.index_select(Y_t, 0, perm, out=Y_buf)
-        if M_buf is not None:
-            torch.index_select(mask_t, 0, perm, out=M_buf)
-        loss_sum = torch.zeros((), dtype=torch.float32, device=device)
-        lr = optimizer.param_groups[0]["lr"]
-        for start, stop in bounds:
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.zero_grad(set_to_none=True)
-            with autocast():
-                logits = module(X_buf[start:stop])
-            m = None if M_buf is None else M_buf[start:stop]
-            loss = bce_with_logits(logits.float(), Y_buf[start:stop], m, pos_weight=pos_weight)
-            backward_step(loss, optimizer, scaler)
-            loss_sum += loss.detach() * (stop - start)
-            if per_batch:
-                scheduler.step()
-        train_loss = float(loss_sum) / n  # the one host sync of the epoch
-        valid_loss = _eval_loss(module, Xv_t, Yv_t, maskv_t, cfg.eval_batch_size) if has_valid else None
-        if scheduler is not None and not per_batch:
-            scheduler.step(valid_loss if valid_loss is not None else train_loss)
-        seconds = time.perf_counter() - t0
-        history.append({"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss,
-                        "lr": lr, "seconds": seconds})
-        log.info("epoch %d/%d train %.5f valid %s lr %.2e %.2fs", epoch, cfg.epochs, train_loss,
-                 "-" if valid_loss is None else f"{valid_loss:.5f}", lr, seconds)
-        if valid_loss is None:
-            continue
-        if stopper.update(module, valid_loss):
-            log.info("early stop after epoch %d: no improvement for %d epochs", epoch, stopper.stale)
-            break
-    stopper.restore(module, log)
-    module.eval()
-    return history
+    return train_module(module, X_t, Y_t, mask_t, cfg, context, loss_fn, evaluate, augment, name)
 
 
-def _prepare_targets(
+def prepare_targets(
     X: np.ndarray, Y: np.ndarray, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Device tensors for a fold; NaN targets become a mask (None when there are none) and zeros."""
@@ -416,38 +515,35 @@ def _prepare_targets(
 
 
 def init_output_bias(module: nn.Module, Y: np.ndarray, eps: float = 1e-4) -> None:
-    """Set the last Linear layer's bias to the logit of each target's training frequency."""
+    """Set the last Linear layer's bias to the logit of each target's training frequency (a target
+    without any label starts at logit 0)."""
     last = [m for m in module.modules() if isinstance(m, nn.Linear)]
     if not last or last[-1].out_features != Y.shape[1] or last[-1].bias is None:
         return
-    prior = np.clip(np.nanmean(np.asarray(Y, dtype=np.float64), axis=0), eps, 1 - eps)
+    Y = np.asarray(Y, dtype=np.float64)
+    labelled = ~np.isnan(Y)
+    rate = np.where(labelled.any(axis=0), np.nansum(Y, axis=0) / np.maximum(labelled.sum(axis=0), 1), 0.5)
+    prior = np.clip(rate, eps, 1 - eps)
     with torch.no_grad():
         last[-1].bias.copy_(torch.as_tensor(np.log(prior / (1 - prior)), dtype=last[-1].bias.dtype))
 
 
 class TorchTabularModel(TabularModel):
-    """A :class:`TabularModel` around a torch module: subclasses only implement :meth:`build_module`.
+    """A :class:`TabularModel` around a BCE-trained torch module: subclasses only implement :meth:`build_module`.
 
-    ``params`` hold the architecture's keys (``module_defaults``) and any :class:`TrainConfig` field;
-    unknown keys are rejected so that a typo in a config fails at once instead of being ignored.
+    ``params`` hold the architecture's keys (``defaults``) and any :class:`TrainConfig` field (with the
+    arch's ``train_defaults`` over TrainConfig's); the base class rejects unknown keys.
     """
 
-    #: architecture params and their defaults
-    module_defaults: ClassVar[dict[str, Any]] = {}
     #: this architecture's overrides of TrainConfig defaults
     train_defaults: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, **params: Any) -> None:
-        known = set(self.module_defaults) | TrainConfig.field_names()
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"{type(self).__name__}: unknown params {unknown}; known: {sorted(known)}")
-        super().__init__(**params)
-        self.train_config()  # validate now, not after preprocessing
+    @classmethod
+    def known_params(cls) -> set[str]:
+        return set(cls.defaults) | TrainConfig.field_names()
 
-    def param(self, key: str) -> Any:
-        """A module param, falling back to the architecture's default."""
-        return self.params.get(key, self.module_defaults[key])
+    def check_params(self) -> None:
+        self.train_config()  # validate now, not after preprocessing
 
     def train_config(self) -> TrainConfig:
         return TrainConfig.from_params(self.params, self.train_defaults)

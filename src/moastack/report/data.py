@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from moastack.metrics import METRICS as METRIC_REGISTRY
 from moastack import io
 from moastack.data.columns import ID_COL
 from moastack.targets import control_rows
@@ -35,13 +36,16 @@ def _fixed(decimals: int) -> Callable[[object], str]:
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """How the report names, orders and prints one metric."""
+    """How the report names, orders and prints one metric (its direction is the metric registry's)."""
 
     name: str  # the config name (data.metric)
     label: str  # for people: "log loss", "ROC-AUC"
-    greater_is_better: bool
     fmt: Callable[[object], str]
     description: str  # one phrase for the page's lead paragraph
+
+    @property
+    def greater_is_better(self) -> bool:
+        return METRIC_REGISTRY[self.name].greater_is_better if self.name in METRIC_REGISTRY else False
 
     @property
     def direction(self) -> str:
@@ -60,14 +64,13 @@ class MetricInfo:
         return values.sort_values(ascending=self.greater_is_better, na_position="last", kind="stable")
 
 
-#: config metric name -> how the report shows it (one place; the order is the all-metrics table's)
+#: config metric name -> how the report shows it (the order is the all-metrics table's)
 METRICS: dict[str, MetricInfo] = {
-    "log_loss": MetricInfo("log_loss", "log loss", False, _fixed(5),
-                           "mean column-wise binary log loss, the lish-moa metric"),
-    "roc_auc": MetricInfo("roc_auc", "ROC-AUC", True, _fixed(4), "mean over targets of the ROC-AUC"),
-    "pr_auc": MetricInfo("pr_auc", "PR-AUC (average precision)", True, _fixed(4),
+    "log_loss": MetricInfo("log_loss", "log loss", _fixed(5), "mean column-wise binary log loss, the lish-moa metric"),
+    "roc_auc": MetricInfo("roc_auc", "ROC-AUC", _fixed(4), "mean over targets of the ROC-AUC"),
+    "pr_auc": MetricInfo("pr_auc", "PR-AUC (average precision)", _fixed(4),
                          "mean over targets of the average precision (PR-AUC)"),
-    "mrrmse": MetricInfo("mrrmse", "MRRMSE", False, _fixed(4), "mean row-wise root mean squared error"),
+    "mrrmse": MetricInfo("mrrmse", "MRRMSE", _fixed(4), "mean row-wise root mean squared error"),
 }
 #: names score.json files use for a metric other than its config name
 METRIC_ALIASES = {"mean_log_loss": "log_loss", "mean_roc_auc": "roc_auc", "mean_pr_auc": "pr_auc"}
@@ -83,7 +86,7 @@ def metric_info(name: str | None) -> MetricInfo:
     name = METRIC_ALIASES.get(name or "log_loss", name or "log_loss")
     if name not in METRICS:
         log.warning("report: unknown metric %r; labelled as is and taken as lower is better", name)
-        return MetricInfo(name, name, False, _fixed(5), f"mean of {name}")
+        return MetricInfo(name, name, _fixed(5), f"mean of {name}")
     return METRICS[name]
 
 
@@ -326,7 +329,7 @@ def target_values(score: dict, oof: pd.DataFrame, targets: pd.DataFrame) -> pd.S
     per_target = score.get("per_target") or {}
     if "per_target_summary" not in score and any(t in per_target for t in names):
         return pd.Series({t: _num(v) for t, v in per_target.items() if t in set(names)}, dtype=np.float64)
-    from moastack.regression.metrics import per_target_rmse
+    from moastack.metrics import per_target_rmse
 
     truth = targets.set_index(ID_COL)[names]
     pred = oof.set_index(ID_COL).reindex(truth.index)[names]

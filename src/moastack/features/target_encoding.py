@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from moastack.regression.svd import TargetSVD
+from moastack.target_svd import TargetSVD
 
 _NAMED_QUANTILES = {"median": 0.5, "min": 0.0, "max": 1.0}
 _QUANTILE = re.compile(r"q(\d{1,2})$")

@@ -9,40 +9,26 @@ probabilities. Everything target-derived is fitted inside ``fit`` on the trainin
 from __future__ import annotations
 
 import math
-import time
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 
+from moastack.metrics import mrrmse
 from moastack.models.base import FitContext, TabularModel
+from moastack.models.regression_losses import check_loss_weights, mixed_regression_loss
 from moastack.models.simple_nn import ACTIVATIONS, build_mlp
-from moastack.models.trainer import batch_bounds, seed_everything, set_threads
-from moastack.regression.losses import check_loss_weights, mixed_regression_loss
-from moastack.regression.metrics import mrrmse
-from moastack.regression.svd import TargetSVD
+from moastack.models.trainer import TrainConfig, seed_everything, set_threads, train_module
+from moastack.target_svd import TargetSVD
 
 
 class _Regressor(TabularModel):
-    """Param checking plus the shared target pipeline (SVD in, reconstruction and clipping out)."""
+    """The shared target pipeline (SVD in, reconstruction and clipping out) and its param check."""
 
-    defaults: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            raise ValueError(f"{type(self).__name__}: unknown params {unknown}; known: {sorted(self.defaults)}")
-        super().__init__(**params)
+    def check_params(self) -> None:
         k = self.param("svd_components")
         if k is not None and (isinstance(k, bool) or int(k) < 1):
             raise ValueError(f"svd_components must be None or an int >= 1, got {k!r}")
-        self._check_params()
-
-    def _check_params(self) -> None:
-        """Architecture-specific value checks (at construction, so a bad config fails at once)."""
-
-    def param(self, key: str) -> Any:
-        return self.params.get(key, self.defaults[key])
 
     def _fit_targets(self, Y: np.ndarray, seed: int) -> np.ndarray:
         """Record clip bounds and the SVD of the training targets; return what the learner regresses."""
@@ -86,7 +72,8 @@ class RidgeRegressor(_Regressor):
     arch = "ridge"
     defaults = {"alpha": 1.0, "kernel": "none", "gamma": None, "svd_components": None, "clip": True}
 
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
+        super().check_params()
         if self._kernel() not in ("none", "rbf"):
             raise ValueError(f"kernel must be 'none' or 'rbf', got {self.param('kernel')!r}")
         if float(self.param("alpha")) <= 0:
@@ -148,7 +135,7 @@ class RidgeRegressor(_Regressor):
         return model
 
 
-SCHEDULERS = ("cosine", "none")
+SCHEDULERS = ("cosine", "none")  # cosine annealing to 0 over all steps, or a constant lr
 TARGET_SCALINGS = ("column", "global", "none")
 
 
@@ -187,16 +174,26 @@ class MLPRegressor(_Regressor):
         "drop_constant": True,
     }
 
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
+        super().check_params()
         if self.param("activation") not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.param('activation')!r}")
         if self.param("scheduler") not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.param('scheduler')!r}")
         if self.param("target_scaling") not in TARGET_SCALINGS:
             raise ValueError(f"target_scaling must be one of {TARGET_SCALINGS}, got {self.param('target_scaling')!r}")
-        if int(self.param("epochs")) < 1 or int(self.param("batch_size")) < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
+        self._train_config()
         check_loss_weights(self.param("loss_weights"))
+
+    def _train_config(self) -> TrainConfig:
+        """The loop's settings: AdamW, cosine annealing over every step (or none), early stopping on MRRMSE."""
+        return TrainConfig(
+            epochs=int(self.param("epochs")), batch_size=int(self.param("batch_size")), optimizer="adamw",
+            lr=float(self.param("lr")), weight_decay=float(self.param("weight_decay")),
+            scheduler=str(self.param("scheduler")), patience=self.param("patience"),
+            min_delta=float(self.param("min_delta")), restore_best=bool(self.param("restore_best")),
+            eval_batch_size=int(self.param("eval_batch_size")),
+        )
 
     def _hidden(self) -> list[int]:
         h = self.param("hidden")
@@ -256,51 +253,17 @@ class MLPRegressor(_Regressor):
         return self
 
     def _train(self, X, T, X_valid, Y_valid, context: FitContext, device: torch.device) -> list[dict[str, Any]]:
-        X_t, T_t = torch.from_numpy(X).to(device), torch.from_numpy(T).to(device)
-        has_valid = X_valid is not None and Y_valid is not None and len(X_valid) > 0
-        Yv = np.asarray(Y_valid, dtype=np.float32) if has_valid else None
+        """The one loop (:func:`train_module`) on the mixed loss; validation by MRRMSE in target units."""
         weights = check_loss_weights(self.param("loss_weights"))
-        epochs, bounds = int(self.param("epochs")), batch_bounds(len(X), int(self.param("batch_size")))
-        opt = torch.optim.AdamW(self.module_.parameters(), lr=float(self.param("lr")),
-                                weight_decay=float(self.param("weight_decay")))
-        sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(bounds))
-                 if self.param("scheduler") == "cosine" else None)
-        # batch order from its own stream, so it does not mirror the dropout masks
-        seed = int(np.random.SeedSequence([context.seed % 2**63, 1]).generate_state(1, dtype=np.uint64)[0] >> 1)
-        gen = torch.Generator(device=device).manual_seed(seed)
-        patience, min_delta = self.param("patience"), float(self.param("min_delta"))
-        history, best, best_state, stale = [], math.inf, None, 0
-        for epoch in range(1, epochs + 1):
-            t0, lr = time.perf_counter(), opt.param_groups[0]["lr"]
-            perm = torch.randperm(len(X_t), generator=gen, device=device)
-            loss_sum = torch.zeros((), device=device)
-            for start, stop in bounds:
-                idx = perm[start:stop]
-                opt.zero_grad(set_to_none=True)
-                loss = mixed_regression_loss(self.module_(X_t[idx]), T_t[idx], weights)
-                loss.backward()
-                opt.step()
-                if sched is not None:
-                    sched.step()
-                loss_sum += loss.detach() * (stop - start)
-            valid = mrrmse(Yv, self._outputs_to_targets(self._forward(X_valid, device))) if has_valid else None
-            history.append({"epoch": epoch, "train_loss": float(loss_sum) / len(X_t), "valid_loss": valid,
-                            "lr": lr, "seconds": time.perf_counter() - t0})
-            context.logger.debug("epoch %d/%d train %.5f valid %s", epoch, epochs, history[-1]["train_loss"],
-                                 "-" if valid is None else f"{valid:.5f}")
-            if valid is None:
-                continue
-            if valid < best - min_delta:
-                best, stale = valid, 0
-                if self.param("restore_best"):
-                    best_state = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
-            else:
-                stale += 1
-                if patience is not None and stale >= int(patience):
-                    break
-        if best_state is not None:
-            self.module_.load_state_dict(best_state)
-        return history
+        evaluate = None
+        if X_valid is not None and Y_valid is not None and len(X_valid) > 0:
+            Yv = np.asarray(Y_valid, dtype=np.float32)
+            evaluate = lambda module: mrrmse(Yv, self._outputs_to_targets(self._forward(X_valid, device)))  # noqa: E731
+        return train_module(
+            self.module_, torch.from_numpy(X).to(device), torch.from_numpy(T).to(device), None, self._train_config(),
+            context, lambda out, target, mask: mixed_regression_loss(out, target, weights), evaluate,
+            name="mlp_regressor",
+        )
 
     def _inputs(self, X) -> np.ndarray:
         """The input columns the network reads (all, or those not constant in training)."""
@@ -336,4 +299,4 @@ class MLPRegressor(_Regressor):
         return model
 
 
-ARCHS: dict[str, type[TabularModel]] = {"ridge": RidgeRegressor, "mlp_regressor": MLPRegressor}
+

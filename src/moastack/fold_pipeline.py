@@ -1,0 +1,126 @@
+"""Everything a job fits inside its fold, as one scikit-learn-style object saved in the model file.
+
+A job's model inputs are the feature set's columns, then (stacking) the upstream models' predictions
+through a quantile transform, then (regression) target encodings of string key columns, then the
+model's ``fold_steps`` (t-test selection, standardisation) over all of those. Each of these looks at
+the fold's training rows only. :class:`FoldPipeline` holds them in that order:
+``fit_transform`` on the training rows (and their targets) gives the training matrix, ``transform``
+gives any other rows' matrix — the fold's validation rows, the test rows, and the new rows of
+``moastack predict``. Training, tuning and prediction all build inputs through it: there is no second
+"apply" path to keep in step.
+
+``fit_transform`` may differ from ``fit().transform()`` on the same rows, as scikit-learn's
+TargetEncoder does: with ``loo`` the training rows get leave-one-out encodings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from moastack.features.fold_steps import apply_fold_steps, build_fold_steps, fit_fold_steps
+from moastack.spec import ModelSpec
+from moastack.stacking import apply_meta_transform, fit_meta_transform
+
+
+@dataclass
+class JobRows:
+    """Some rows of a job's raw inputs: feature-set columns, upstream predictions, string key columns."""
+
+    X: np.ndarray
+    names: list[str]
+    meta: np.ndarray | None = None
+    meta_names: tuple[str, ...] = ()
+    keys: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def take(self, rows: np.ndarray) -> JobRows:
+        """The rows selected by a boolean mask or an index array."""
+        keys = None if self.keys is None else self.keys.iloc[np.asarray(rows)].reset_index(drop=True)
+        return JobRows(self.X[rows], self.names, None if self.meta is None else self.meta[rows],
+                       self.meta_names, keys)
+
+    def append(self, other: JobRows) -> JobRows:
+        """These rows, then ``other``'s (same columns)."""
+        keys = None if self.keys is None else pd.concat([self.keys, other.keys], ignore_index=True)
+        meta = None if self.meta is None else np.vstack([self.meta, other.meta])
+        return JobRows(np.vstack([self.X, other.X]), self.names, meta, self.meta_names, keys)
+
+
+class FoldPipeline:
+    """The per-fold transforms of one model (see the module docstring), fitted on its training rows."""
+
+    def __init__(self, spec: ModelSpec, seed: int = 0) -> None:
+        self.spec = spec
+        self.seed = seed
+
+    # ------------------------------------------------------------------ fit
+    def fit_transform(self, rows: JobRows, Y: np.ndarray, any_moa: np.ndarray | None = None) -> np.ndarray:
+        """Fit every step on the training ``rows`` and their targets ``Y``; return their model inputs.
+
+        ``any_moa`` (1 for rows with any scored mechanism) is what a t-test selection contrasts.
+        """
+        self.feature_names_in_ = list(rows.names)
+        self.meta_names_in_ = tuple(rows.meta_names)
+        self.meta_transform_ = None
+        if rows.meta is not None and rows.meta_names:
+            fit_rows = np.ones(len(rows), dtype=bool)
+            self.meta_transform_ = fit_meta_transform(rows.meta, fit_rows, self.spec.meta_transform, self.seed)
+        X, names = self._with_meta(rows)
+        self.target_encoder_ = None
+        if self.spec.target_encoding:
+            self.target_encoder_ = self._encoder()
+            X = np.hstack([X, self.target_encoder_.fit_transform(self._keys(rows), Y)])
+            names = [*names, *self.target_encoder_.get_feature_names_out().tolist()]
+        self.fold_steps_ = build_fold_steps(list(self.spec.fold_steps))
+        if self.fold_steps_:
+            names = fit_fold_steps(self.fold_steps_, X, any_moa, names)
+            X = apply_fold_steps(self.fold_steps_, X)
+        self.names_out_ = list(names)
+        return X
+
+    # ------------------------------------------------------------ transform
+    def transform(self, rows: JobRows) -> np.ndarray:
+        """The model inputs of any rows, through the steps fitted on the training rows."""
+        if not hasattr(self, "names_out_"):
+            raise RuntimeError(f"model {self.spec.name}: fold pipeline used before fit")
+        if list(rows.names) != self.feature_names_in_ or tuple(rows.meta_names) != self.meta_names_in_:
+            raise ValueError(
+                f"model {self.spec.name}: rows have {len(rows.names)} feature and {len(rows.meta_names)} upstream "
+                f"columns, the fold pipeline was fitted on {len(self.feature_names_in_)} and "
+                f"{len(self.meta_names_in_)} other ones; the inputs come from a different config"
+            )
+        X, _ = self._with_meta(rows)
+        if self.target_encoder_ is not None:
+            X = np.hstack([X, self.target_encoder_.transform(self._keys(rows))])
+        return apply_fold_steps(self.fold_steps_, X)
+
+    # -------------------------------------------------------------- helpers
+    def _with_meta(self, rows: JobRows) -> tuple[np.ndarray, list[str]]:
+        """Feature-set columns then the transformed upstream predictions (or those alone with meta_only)."""
+        if rows.meta is None or not rows.meta_names:
+            return np.asarray(rows.X, dtype=np.float32), list(rows.names)
+        meta = apply_meta_transform(self.meta_transform_, rows.meta)
+        if self.spec.meta_only:
+            return meta, list(rows.meta_names)
+        return np.hstack([rows.X, meta]), [*rows.names, *rows.meta_names]
+
+    def _keys(self, rows: JobRows) -> pd.DataFrame:
+        columns = list(self.spec.target_encoding["columns"])
+        if rows.keys is None:
+            raise ValueError(f"model {self.spec.name}: its target encoding needs the key columns {columns} of the rows")
+        missing = [c for c in columns if c not in rows.keys.columns]
+        if missing:
+            raise ValueError(f"model {self.spec.name}: the rows lack the key columns {missing}")
+        return rows.keys[columns].astype(str).reset_index(drop=True)
+
+    def _encoder(self):
+        from moastack.features.target_encoding import TargetEncoder
+
+        cfg = self.spec.target_encoding
+        return TargetEncoder(columns=cfg["columns"], stats=cfg["stats"], n_components=cfg["n_components"],
+                             loo=cfg["loo"], smoothing=cfg["smoothing"], seed=self.seed)
