@@ -96,8 +96,8 @@ def run_model(workdir: str, name: str, cfg: dict, seeds: list[int], k: int, thre
 
     from moastack import io
     from moastack.collect import collect_model
-    from moastack.regression.metrics import mrrmse
-    from moastack.regression.synthetic import PerturbationSpec, perturbation_test_truth
+    from moastack.metrics import mrrmse
+    from moastack.data.synthetic_perturbation import PerturbationSpec, perturbation_test_truth
     from moastack.train import FoldJob, run_fold_job
 
     logging.basicConfig(level=logging.WARNING)
@@ -142,8 +142,8 @@ def run_model(workdir: str, name: str, cfg: dict, seeds: list[int], k: int, thre
 def blend(workdir: Path, members: list[str], truth_spec: dict) -> dict:
     from moastack import io
     from moastack.blend import run_blend
-    from moastack.regression.metrics import mrrmse
-    from moastack.regression.synthetic import PerturbationSpec, perturbation_test_truth
+    from moastack.metrics import mrrmse
+    from moastack.data.synthetic_perturbation import PerturbationSpec, perturbation_test_truth
 
     m = workdir / "results" / "models"
     b = workdir / "results" / "blend"
