@@ -92,8 +92,8 @@ def bench_train(X: np.ndarray, Y: np.ndarray, fmap: FeatureMap, args: argparse.N
     params = {"backbone": args.backbone, "epochs": args.epochs, "batch_size": args.batch, "patience": None,
               "amp": args.amp == "on"}
     model = DeepInsightCNN(**params)
-    model.feature_map_ = fmap
-    context = FitContext(seed=0, device=args.device, threads=args.threads, logger=logging.getLogger("bench"))
+    context = FitContext(seed=0, device=args.device, threads=args.threads, logger=logging.getLogger("bench"),
+                         feature_map=fmap)
     t0 = time.perf_counter()
     model.fit(X[n_valid:], Y[n_valid:], X[:n_valid], Y[:n_valid], context)
     total = time.perf_counter() - t0

@@ -98,6 +98,7 @@ def run_model(workdir: str, name: str, cfg: dict, seeds: list[int], k: int, thre
     from moastack.collect import collect_model
     from moastack.metrics import mrrmse
     from moastack.data.synthetic_perturbation import PerturbationSpec, perturbation_test_truth
+    from moastack.spec import ModelSpec
     from moastack.train import FoldJob, run_fold_job
 
     logging.basicConfig(level=logging.WARNING)
@@ -109,7 +110,8 @@ def run_model(workdir: str, name: str, cfg: dict, seeds: list[int], k: int, thre
             outputs = {key: str(out / f"{key}.{ext}") for key, ext in
                        (("oof", "parquet"), ("test", "parquet"), ("model", "pt"), ("metrics", "json"))}
             up = cfg.get("pseudo_from")
-            job = FoldJob(model_name=name, model_cfg=cfg, seed=seed, fold=fold,
+            spec = ModelSpec.from_entry(name, {"folds": "bench", **cfg, "task": "regression"})
+            job = FoldJob(spec=spec, seed=seed, fold=fold,
                           features_train=p[f"{cfg['features']}_train"], features_test=p[f"{cfg['features']}_test"],
                           folds=p["folds"], targets=p["train_targets_scored"], train_features=p["train_features"],
                           test_features=p["test_features"], threads=threads,
