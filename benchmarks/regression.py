@@ -96,8 +96,8 @@ def run_model(workdir: str, name: str, cfg: dict, seeds: list[int], k: int, thre
 
     from moastack import io
     from moastack.collect import collect_model
-    from moastack.metrics import mrrmse
     from moastack.data.synthetic_perturbation import PerturbationSpec, perturbation_test_truth
+    from moastack.metrics import mrrmse
     from moastack.spec import ModelSpec
     from moastack.train import FoldJob, run_fold_job
 
@@ -144,8 +144,8 @@ def run_model(workdir: str, name: str, cfg: dict, seeds: list[int], k: int, thre
 def blend(workdir: Path, members: list[str], truth_spec: dict) -> dict:
     from moastack import io
     from moastack.blend import run_blend
-    from moastack.metrics import mrrmse
     from moastack.data.synthetic_perturbation import PerturbationSpec, perturbation_test_truth
+    from moastack.metrics import mrrmse
 
     m = workdir / "results" / "models"
     b = workdir / "results" / "blend"

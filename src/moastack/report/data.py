@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from moastack.metrics import METRICS as METRIC_REGISTRY
 from moastack import io
 from moastack.data.columns import ID_COL
+from moastack.metrics import METRICS as METRIC_REGISTRY
 from moastack.targets import control_rows
 
 log = logging.getLogger(__name__)
