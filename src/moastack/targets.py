@@ -27,6 +27,21 @@ def select_target_columns(targets: pd.DataFrame, kind: str) -> list[str]:
     raise ValueError(f"unknown targets kind {kind!r}; known: {', '.join(TARGET_KINDS)}")
 
 
+def label_rate(Y: np.ndarray) -> np.ndarray:
+    """Each target's rate of positives over its labelled (non-NaN) cells; 0.5 for a target with no label.
+
+    What the prior predicts, and where neural outputs start (their bias at its logit)."""
+    Y = np.asarray(Y, dtype=np.float64)
+    labelled = ~np.isnan(Y)
+    return np.where(labelled.any(axis=0), np.nansum(Y, axis=0) / np.maximum(labelled.sum(axis=0), 1), 0.5)
+
+
+def prior_logit(Y: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    """The logit of :func:`label_rate`, clipped to [eps, 1 - eps] first."""
+    rate = np.clip(label_rate(Y), eps, 1 - eps)
+    return np.log(rate / (1 - rate))
+
+
 def control_mask(cp_type: pd.Series | np.ndarray) -> np.ndarray:
     """True for control rows: no mechanism, targets all zero, predictions forced to 0."""
     return np.asarray(cp_type) == CONTROL

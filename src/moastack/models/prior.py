@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from moastack.models.base import FitContext, TabularModel
+from moastack.targets import label_rate
 
 
 class PriorModel(TabularModel):
@@ -18,11 +19,8 @@ class PriorModel(TabularModel):
 
     def fit(self, X, Y, X_valid, Y_valid, context: FitContext) -> PriorModel:
         clip = float(self.param("clip"))
-        Y = np.asarray(Y, dtype=np.float64)
-        labelled = ~np.isnan(Y)
         # over labelled cells only (Tox21 has gaps); a target with no label at all gets 0.5
-        rate = np.where(labelled.any(axis=0), np.nansum(Y, axis=0) / np.maximum(labelled.sum(axis=0), 1), 0.5)
-        self.prior_ = np.clip(rate, clip, 1 - clip).astype(np.float32)
+        self.prior_ = np.clip(label_rate(Y), clip, 1 - clip).astype(np.float32)
         return self
 
     def predict(self, X, context: FitContext | None = None) -> np.ndarray:

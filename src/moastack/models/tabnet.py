@@ -28,6 +28,7 @@ import torch
 from moastack.models.base import FitContext, TabularModel
 from moastack.models.losses import SmoothBCEWithLogits
 from moastack.models.trainer import seed_everything, set_threads
+from moastack.targets import prior_logit
 
 SCHEDULERS = ("plateau", "none")
 
@@ -61,11 +62,6 @@ def _logloss_metric() -> type:
 
         _LOGLOSS_METRIC = LogitsLogLoss
     return _LOGLOSS_METRIC
-
-
-def _prior_logit(Y: np.ndarray, eps: float = 1e-4) -> np.ndarray:
-    prior = np.clip(np.nanmean(np.asarray(Y, dtype=np.float64), axis=0), eps, 1 - eps)
-    return np.log(prior / (1 - prior)).astype(np.float32)
 
 
 class _SmoothLoss:
@@ -230,7 +226,7 @@ class TabNetModel(TabularModel):
                 "eval_name": ["valid"],
                 "eval_metric": [_logloss_metric()],
             }
-        self.offset_ = _prior_logit(Y) if self.param("init_output_bias") else np.zeros(Y.shape[1], np.float32)
+        self.offset_ = prior_logit(Y).astype(np.float32) if self.param("init_output_bias") else np.zeros(Y.shape[1], np.float32)
         _logloss_metric().offset = self.offset_
         timer = _epoch_timer()
         self.regressor_ = self._regressor(context.seed, context.device)

@@ -32,6 +32,7 @@ from torch import nn
 
 from moastack.models.base import FitContext, TabularModel
 from moastack.models.losses import SmoothBCEWithLogits, balanced_pos_weight, bce_with_logits, label_mask
+from moastack.targets import prior_logit
 
 SCHEDULERS = ("onecycle", "plateau", "cosine", "none")
 OPTIMIZERS = ("adam", "adamw", "radam")
@@ -520,12 +521,8 @@ def init_output_bias(module: nn.Module, Y: np.ndarray, eps: float = 1e-4) -> Non
     last = [m for m in module.modules() if isinstance(m, nn.Linear)]
     if not last or last[-1].out_features != Y.shape[1] or last[-1].bias is None:
         return
-    Y = np.asarray(Y, dtype=np.float64)
-    labelled = ~np.isnan(Y)
-    rate = np.where(labelled.any(axis=0), np.nansum(Y, axis=0) / np.maximum(labelled.sum(axis=0), 1), 0.5)
-    prior = np.clip(rate, eps, 1 - eps)
     with torch.no_grad():
-        last[-1].bias.copy_(torch.as_tensor(np.log(prior / (1 - prior)), dtype=last[-1].bias.dtype))
+        last[-1].bias.copy_(torch.as_tensor(prior_logit(Y, eps), dtype=last[-1].bias.dtype))
 
 
 class TorchTabularModel(TabularModel):
