@@ -32,10 +32,12 @@ test: install
 test-cluster: install
 	bash tests/cluster/run-tests.sh $(BIN)/python -q
 
+# ruff, snakefmt, Snakemake's own linter, and the package layers (import-linter, pyproject.toml)
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/snakefmt --check Snakefile rules/
 	$(BIN)/snakemake --lint --cores 1
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python benchmarks/train_speed.py

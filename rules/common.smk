@@ -20,7 +20,7 @@ from moastack.config import (
     train_slice,
     wants_gpu,
 )
-from moastack.data.columns import TABLES
+from moastack.columns import TABLES
 
 validate_schema(config)  # schema/config.schema.yaml, defaults filled in
 check_config(
@@ -83,7 +83,9 @@ def get_train_input(wildcards):
         inputs["init_model"] = (
             f"{job_dir(m['init_from'], wildcards.seed, wildcards.fold)}/model.pt"
         )
-    if "pseudo_from" in m:  # the same seed × fold job's test predictions label the test rows
+    if (
+        "pseudo_from" in m
+    ):  # the same seed × fold job's test predictions label the test rows
         inputs["pseudo_test"] = (
             f"{job_dir(m['pseudo_from'], wildcards.seed, wildcards.fold)}/test.parquet"
         )

@@ -23,7 +23,9 @@ REPORT_INPUT = {
     "train_features": f"{RESULTS}/data/train_features.parquet",
     "feature_maps": expand(
         f"{RESULTS}/report/feature_maps/{{fmap}}.png",
-        fmap=sorted({m["feature_map"] for m in config["models"].values() if "feature_map" in m}),
+        fmap=sorted(
+            {m["feature_map"] for m in config["models"].values() if "feature_map" in m}
+        ),
     ),
 }
 

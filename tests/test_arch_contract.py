@@ -16,9 +16,10 @@ import pytest
 import yaml
 from conftest import ROOT
 
+from moastack.archs import ARCHS
 from moastack.metrics import metric_value
 from moastack.models.base import FitContext
-from moastack.models.registry import ARCHS, build_model, load_model
+from moastack.models.registry import build_model, load_model
 from moastack.task import get_task
 from moastack.train import predict_rows
 

@@ -13,7 +13,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits
 
-from moastack.data.columns import CELL_COLS, CONTROL, GENE_COLS, ID_COL, META_COLS
+from moastack.columns import CELL_COLS, CONTROL, GENE_COLS, ID_COL, META_COLS
 from moastack.features import (
     STEP_CLASSES,
     BlockPCA,

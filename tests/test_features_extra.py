@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 from test_features import make_frame
 from threadpoolctl import threadpool_limits
 
-from moastack.data.columns import CELL_COLS, GENE_COLS, ID_COL
+from moastack.columns import CELL_COLS, GENE_COLS, ID_COL
 from moastack.features import STEP_CLASSES, BlockPCA, FeatureSet, block_columns, build_feature_set
 from moastack.features.transformers import FactorAnalysisStep, KMeansStep, UMAPStep
 

@@ -100,7 +100,8 @@ def test_presets_are_valid_and_multilabel_slices_are_unchanged():
 
 
 def test_the_registry_says_which_archs_serve_the_regression_task():
-    from moastack.models.registry import archs_for, model_class
+    from moastack.archs import archs_for
+    from moastack.models.registry import model_class
     from moastack.models.regressors import MLPRegressor, RidgeRegressor
 
     assert archs_for("regression") == ["ridge", "mlp_regressor"]

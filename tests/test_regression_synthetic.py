@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moastack.data import columns as C
+from moastack import columns as C
 from moastack.data.synthetic_perturbation import (
     DRUGS,
     RARE_CELL_TYPES,

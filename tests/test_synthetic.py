@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moastack.data import columns as C
+from moastack import columns as C
 from moastack.data.synthetic import CONTROL_DRUG, SyntheticSpec, generate, target_names, write_raw_csvs
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moastack.data.columns import TABLES
+from moastack.columns import TABLES
 from moastack.data.table import load_table_source
 from moastack.data.validate import InputError
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from moastack.archs import ARCHS
 from moastack.models.base import FitContext
 from moastack.models.losses import SmoothBCEWithLogits, bce_with_logits, label_mask, smooth_targets
 from moastack.models.prior import PriorModel
-from moastack.models.registry import ARCHS, build_model, load_model
+from moastack.models.registry import build_model, load_model
 from moastack.models.simple_nn import FastDropout, SimpleNN, build_mlp
 from moastack.models.trainer import (
     TrainConfig,

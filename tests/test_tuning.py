@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import FixedTrial, TrialState
 
 from moastack import io, tuning
-from moastack.data.columns import TABLES
+from moastack.columns import TABLES
 from moastack.data.prepare import prepare
 from moastack.features.feature_set import build_feature_set
 from moastack.folds import make_folds

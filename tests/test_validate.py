@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moastack.data import columns as C
+from moastack import columns as C
 from moastack.data.prepare import load_source, prepare
 from moastack.data.synthetic import SyntheticSpec, generate, write_raw_csvs
 from moastack.data.validate import InputError, read_raw_dir, validate_features, validate_tables

@@ -229,7 +229,7 @@ def run_blend(
     ``members`` maps model name → {"oof", "test", "score"} paths of its collected outputs.
     """
     from moastack import io
-    from moastack.data.columns import ID_COL
+    from moastack.columns import ID_COL
     from moastack.metrics import score_record
     from moastack.targets import prediction_frame
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from moastack import io
-from moastack.data.columns import ID_COL
+from moastack.columns import ID_COL
 from moastack.metrics import metric_value, score_record
 from moastack.targets import prediction_frame
 from moastack.task import task_of_metric

@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from moastack.models.registry import ARCHS, arch_info, archs_for
+from moastack.archs import ARCHS, arch_info, archs_for
 from moastack.task import MULTILABEL, Task, get_task, task_of_metric
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema" / "config.schema.yaml"

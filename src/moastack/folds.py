@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
-from moastack.data.columns import DRUG_COL, ID_COL
+from moastack.columns import DRUG_COL, ID_COL
 
 METHODS = ("multilabel_stratified", "drug_aware", "scaffold", "group", "rare_cell_type")
 

@@ -40,7 +40,7 @@ import pandas as pd
 from moastack import io
 from moastack.blend import apply_weights
 from moastack.collect import SeedFoldAggregate
-from moastack.data.columns import ID_COL
+from moastack.columns import ID_COL
 from moastack.data.validate import InputError, _read_csv, validate_features
 from moastack.fold_pipeline import JobRows
 from moastack.models.base import FitContext, resolve_device

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.preprocessing import QuantileTransformer
 
 from moastack import io
-from moastack.data.columns import ID_COL
+from moastack.columns import ID_COL
 
 META_TRANSFORMS = ("quantile", "none")
 

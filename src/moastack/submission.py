@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from moastack import io
-from moastack.data.columns import ID_COL
+from moastack.columns import ID_COL
 from moastack.targets import control_rows
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from moastack.data.columns import CONTROL, ID_COL
+from moastack.columns import CONTROL, ID_COL
 from moastack.task import MULTILABEL, Task, get_task
 
 TARGET_KINDS = ("scored", "nonscored")

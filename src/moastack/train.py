@@ -25,11 +25,12 @@ import numpy as np
 import pandas as pd
 
 from moastack import io
-from moastack.data.columns import ID_COL
+from moastack.archs import arch_info
+from moastack.columns import ID_COL
 from moastack.fold_pipeline import FoldPipeline, JobRows
 from moastack.metrics import metric_value
 from moastack.models.base import FitContext, TabularModel, resolve_device
-from moastack.models.registry import arch_info, build_model, read_payload
+from moastack.models.registry import build_model, read_payload
 from moastack.spec import ModelSpec
 from moastack.stacking import MetaInputs, load_meta
 from moastack.targets import control_rows, prediction_frame, select_target_columns

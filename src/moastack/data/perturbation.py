@@ -16,7 +16,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from moastack.data import columns as C
+from moastack import columns as C
 from moastack.data.validate import InputError, _check_id_match, _check_ids, _check_rows, _names, _reorder
 
 log = logging.getLogger(__name__)

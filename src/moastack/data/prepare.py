@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from moastack.data import columns as C
+from moastack import columns as C
 from moastack.data.synthetic import SyntheticSpec, generate
 from moastack.data.validate import InputError, read_raw_dir, validate_tables
 from moastack.io import write_parquet

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from moastack.data import columns as C
+from moastack import columns as C
 from moastack.io import write_csv
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from moastack.data import columns as C
+from moastack import columns as C
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from moastack.data import columns as C
+from moastack import columns as C
 from moastack.data.validate import MAX_EXAMPLES, InputError, _names
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from moastack.data import columns as C
+from moastack import columns as C
 
 log = logging.getLogger(__name__)
 

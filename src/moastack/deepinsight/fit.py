@@ -11,7 +11,7 @@ import logging
 import numpy as np
 
 from moastack import io
-from moastack.data.columns import ID_COL
+from moastack.columns import ID_COL
 from moastack.deepinsight.feature_map import fit_feature_map
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from moastack.data.columns import ID_COL
+from moastack.columns import ID_COL
 from moastack.features.transformers import NON_FEATURE_COLS, STEP_CLASSES, FeatureStep
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from sklearn.feature_selection import VarianceThreshold
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
-from moastack.data.columns import CP_DOSES, CP_TIMES, ID_COL, META_COLS
+from moastack.columns import CP_DOSES, CP_TIMES, ID_COL, META_COLS
 
 #: block name -> short tag used in the names of columns a step derives from that block
 BLOCK_TAGS = {"genes": "g", "cells": "c", "all": "all", "pca": "pca", "umap": "umap", "fa": "fa"}

@@ -1,59 +1,19 @@
-"""Architecture names → model classes, what each arch needs, and loading of saved models.
+"""Architecture names → model classes, and loading of saved models.
 
-Every arch is listed once, in :data:`ARCHS`, with the module that holds its class (imported only when
-the arch is built or loaded, so that parsing the workflow, or a job that never fits that arch, does not
-import torch, timm or pytorch-tabnet), the tasks it serves, and what its jobs must hand it besides the
-rows: a transfer source's weights (``init_from``) or a feature map (``feature_map``). The config check
-reads these facts from here, never from a list of its own. An arch is registered only once it passes
-the contract test (tests/test_arch_contract.py), which runs over this table.
+The table of archs is :data:`moastack.archs.ARCHS`; this module imports an arch's class only when the
+arch is built or loaded, so that a job that never fits an arch never imports its libraries.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from moastack.task import MULTILABEL, REGRESSION
+from moastack.archs import arch_info
 
 if TYPE_CHECKING:
     from moastack.models.base import TabularModel
-
-
-@dataclass(frozen=True)
-class Arch:
-    """One registered architecture."""
-
-    target: str  # "module:Class"
-    tasks: tuple[str, ...] = (MULTILABEL.name,)
-    transfer: bool = False  # can start from another job's weights (init_from)
-    feature_map: bool = False  # renders images through a fitted feature map (feature_map)
-
-
-ARCHS: dict[str, Arch] = {
-    "prior": Arch("moastack.models.prior:PriorModel"),
-    "simple_nn": Arch("moastack.models.simple_nn:SimpleNN"),
-    "tabnet": Arch("moastack.models.tabnet:TabNetModel"),
-    "resnet2h": Arch("moastack.models.resnet:ResNet2H", transfer=True),
-    "random_forest": Arch("moastack.models.sklearn_models:RandomForestModel"),
-    "deepinsight": Arch("moastack.models.deepinsight:DeepInsightCNN", feature_map=True),
-    "ridge": Arch("moastack.models.regressors:RidgeRegressor", tasks=(REGRESSION.name,)),
-    "mlp_regressor": Arch("moastack.models.regressors:MLPRegressor", tasks=(REGRESSION.name,)),
-}
-
-
-def arch_info(arch: str) -> Arch:
-    """The registry entry of ``arch``; a ValueError names the known ones (likely a config typo)."""
-    try:
-        return ARCHS[arch]
-    except KeyError:
-        raise ValueError(f"unknown arch {arch!r}; known: {sorted(ARCHS)}") from None
-
-
-def archs_for(task: str) -> list[str]:
-    """The archs that serve ``task``, in registry order."""
-    return [name for name, info in ARCHS.items() if task in info.tasks]
 
 
 def model_class(arch: str) -> type[TabularModel]:

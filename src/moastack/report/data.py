@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from moastack import io
-from moastack.data.columns import ID_COL
+from moastack.columns import ID_COL
 from moastack.metrics import METRICS as METRIC_REGISTRY
 from moastack.targets import control_rows
 

@@ -1,0 +1,50 @@
+"""The table of registered architectures: what each is, which tasks it serves, what its jobs need.
+
+Every arch is listed once, in :data:`ARCHS`, with the module that holds its class (imported only when the
+arch is built or loaded: :mod:`moastack.models.registry`), the tasks it serves, and what its jobs must
+hand it besides the rows: a transfer source's weights (``init_from``) or a feature map (``feature_map``).
+The config check reads these facts from here, never from a list of its own; this module imports nothing
+heavy, so parsing the workflow does not import torch. An arch is registered only once it passes the
+contract test (tests/test_arch_contract.py), which runs over this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moastack.task import MULTILABEL, REGRESSION
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One registered architecture."""
+
+    target: str  # "module:Class"
+    tasks: tuple[str, ...] = (MULTILABEL.name,)
+    transfer: bool = False  # can start from another job's weights (init_from)
+    feature_map: bool = False  # renders images through a fitted feature map (feature_map)
+
+
+ARCHS: dict[str, Arch] = {
+    "prior": Arch("moastack.models.prior:PriorModel"),
+    "simple_nn": Arch("moastack.models.simple_nn:SimpleNN"),
+    "tabnet": Arch("moastack.models.tabnet:TabNetModel"),
+    "resnet2h": Arch("moastack.models.resnet:ResNet2H", transfer=True),
+    "random_forest": Arch("moastack.models.sklearn_models:RandomForestModel"),
+    "deepinsight": Arch("moastack.models.deepinsight:DeepInsightCNN", feature_map=True),
+    "ridge": Arch("moastack.models.regressors:RidgeRegressor", tasks=(REGRESSION.name,)),
+    "mlp_regressor": Arch("moastack.models.regressors:MLPRegressor", tasks=(REGRESSION.name,)),
+}
+
+
+def arch_info(arch: str) -> Arch:
+    """The registry entry of ``arch``; a ValueError names the known ones (likely a config typo)."""
+    try:
+        return ARCHS[arch]
+    except KeyError:
+        raise ValueError(f"unknown arch {arch!r}; known: {sorted(ARCHS)}") from None
+
+
+def archs_for(task: str) -> list[str]:
+    """The archs that serve ``task``, in registry order."""
+    return [name for name, info in ARCHS.items() if task in info.tasks]
