@@ -272,7 +272,8 @@ def run_fold_job(job: FoldJob, outputs: dict[str, str]) -> dict:
     }
     if job.pseudo_test:
         metrics["n_pseudo"] = data.n_pseudo
-    log.info("model %s seed %d fold %d: valid %s %.5f in %.1f s", spec.name, job.seed, job.fold, metric, value, seconds)
+    log.info("model %s seed %d fold %d: valid %s %.5f in %.1f s", spec.name, job.seed, job.fold,
+             metric.replace("_", " "), value, seconds)
     io.write_parquet(prediction_frame(data.valid_ids, oof, data.targets, task=task), outputs["oof"])
     io.write_parquet(prediction_frame(data.test_ids, test, data.targets, task=task), outputs["test"])
     # Enough to predict new samples later without the config: see moastack.predict.
