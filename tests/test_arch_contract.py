@@ -30,8 +30,8 @@ NAMES = [f"pca_g_{i}" for i in range(4)] + [f"g-{i}" for i in range(P - 4)]
 TINY: dict[str, dict] = {
     "prior": {},
     "simple_nn": {"hidden": [32], "epochs": 8, "batch_size": 64, "patience": None},
-    "tabnet": {"n_d": 8, "n_a": 8, "n_steps": 1, "max_epochs": 20, "batch_size": 128, "virtual_batch_size": 64,
-               "patience": 10},
+    "tabnet": {"n_d": 8, "n_a": 8, "n_steps": 1, "max_epochs": 20, "batch_size": 64, "virtual_batch_size": 32,
+               "lr": 5e-3, "patience": 10},
     "resnet2h": {"head_a_hidden": [16, 8], "head_b_hidden": [16, 8], "tail_hidden": [8], "epochs": 10,
                  "batch_size": 64, "patience": None, "label_smoothing": 0.0},
     "random_forest": {"n_estimators": 40, "min_samples_leaf": 5, "clip": 1e-3},

@@ -71,7 +71,6 @@ def test_tabnet_history_and_early_stopping_metric(data, tabnet):
     # valid_loss is the log loss of the sigmoid outputs; the best epoch's weights are restored
     best = min(r["valid_loss"] for r in h)
     assert mean_log_loss(Yva, tabnet.predict(Xva)) == pytest.approx(best, rel=1e-4)
-    assert h[tabnet.best_epoch_ - 1]["valid_loss"] == best
 
 
 def test_tabnet_is_deterministic_for_a_seed(data):
@@ -88,7 +87,7 @@ def test_tabnet_save_load_round_trip(tmp_path, data, tabnet):
     *_, Xte, _ = data
     tabnet.save(tmp_path / "tabnet.pt")
     payload = torch.load(tmp_path / "tabnet.pt", weights_only=False)
-    assert payload["arch"] == "tabnet" and "network" in payload["state"]  # a plain torch payload, no zip
+    assert payload["arch"] == "tabnet" and "module" in payload["state"]  # a plain torch payload, no zip
     loaded = load_model(tmp_path / "tabnet.pt")
     assert isinstance(loaded, TabNetModel) and loaded.history_ == tabnet.history_
     np.testing.assert_array_equal(loaded.predict(Xte), tabnet.predict(Xte))

@@ -46,6 +46,7 @@ class TrainConfig:
 
     epochs: int = 25
     batch_size: int = 256
+    drop_last: bool = False  # leave out the last, incomplete batch of each epoch (pytorch-tabnet's default)
     lr: float = 5e-4  # the optimizer's lr for scheduler none|plateau|cosine; OneCycle starts at max_lr / div_factor
     weight_decay: float = 1e-5
     optimizer: str = "adam"  # adam | adamw | radam
@@ -57,6 +58,7 @@ class TrainConfig:
     div_factor: float = 1e3
     plateau_factor: float = 0.5  # ReduceLROnPlateau, stepped on the validation loss
     plateau_patience: int = 4
+    min_lr: float = 0.0  # ReduceLROnPlateau's floor
     label_smoothing: float = 0.0
     target_clip: tuple[float, float] | None = None  # applied after smoothing
     patience: int | None = 10  # early stopping on the unsmoothed validation BCE; None = off
@@ -182,10 +184,13 @@ def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.to(device, non_blocking=False) if device.type != "cpu" else t
 
 
-def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
-    """Batch [start, stop) pairs covering all ``n`` rows; a trailing single row joins the previous
-    batch, because BatchNorm cannot train on one row and dropping it would lose a sample."""
+def batch_bounds(n: int, batch_size: int, drop_last: bool = False) -> list[tuple[int, int]]:
+    """Batch [start, stop) pairs covering all ``n`` rows (``drop_last``: without an incomplete last batch);
+    a trailing single row joins the previous batch, because BatchNorm cannot train on one row and
+    dropping it would lose a sample."""
     bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    if drop_last and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < batch_size:
+        bounds.pop()
     if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
         bounds[-2] = (bounds[-2][0], n)
         bounds.pop()
@@ -218,7 +223,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
         return sched, True
     if cfg.scheduler == "plateau":
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+            optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr
         )
         return sched, False
     if cfg.scheduler == "cosine":
@@ -338,7 +343,7 @@ def train_module(
 
     module.train()
     n = len(X)
-    bounds = batch_bounds(n, cfg.batch_size)
+    bounds = batch_bounds(n, cfg.batch_size, cfg.drop_last)
     optimizer = make_optimizer(module, cfg)
     scheduler, per_batch = make_scheduler(optimizer, cfg, len(bounds))
     dtype = amp_dtype(cfg, device)
@@ -476,13 +481,15 @@ def fit_module(
     cfg: TrainConfig,
     context: FitContext,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    penalty: Callable[[], torch.Tensor] | None = None,
     name: str = "",
 ) -> list[dict[str, Any]]:
     """Train ``module`` in place on logits-vs-targets BCE through :func:`train_module`; its history.
 
     Targets are smoothed (and clipped) once, not per batch; ``pos_weight: balanced`` weighs each target's
-    positives; NaN targets are missing labels, masked out of both losses. With validation data the
-    best-validation weights are restored and training stops early after ``cfg.patience`` stale epochs.
+    positives; NaN targets are missing labels, masked out of both losses; ``penalty`` (read after each
+    forward pass) is added to the training loss. With validation data the best-validation weights are
+    restored and training stops early after ``cfg.patience`` stale epochs.
     """
     device = torch.device(context.device)
     module.to(device)
@@ -494,7 +501,8 @@ def fit_module(
         evaluate = bce_evaluator(*prepare_targets(X_valid, Y_valid, device), cfg.eval_batch_size, amp_dtype(cfg, device))
 
     def loss_fn(logits: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
-        return bce_with_logits(logits, y, m, pos_weight=pos_weight)
+        loss = bce_with_logits(logits, y, m, pos_weight=pos_weight)
+        return loss if penalty is None else loss + penalty()
 
     return train_module(module, X_t, Y_t, mask_t, cfg, context, loss_fn, evaluate, augment, name)
 
