@@ -48,27 +48,26 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
+def _validate(instance: dict, schema: dict, where: str) -> dict:
+    """Validate ``instance`` against ``schema``, filling defaults in place; errors name the key under ``where``."""
+    validator = _with_defaults(jsonschema.Draft7Validator)(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"  {'.'.join([*([where] if where else []), *map(str, e.absolute_path)]) or '<top>'}: {e.message}"
+                 for e in errors[:10]]
+        raise ConfigError("config does not match schema/config.schema.yaml:\n" + "\n".join(lines))
+    return instance
+
+
 def validate_schema(config: dict, schema: dict | None = None) -> dict:
     """Validate against the JSON schema, filling defaults in place; errors name the config key."""
-    schema = schema if schema is not None else load_schema()
-    validator = _with_defaults(jsonschema.Draft7Validator)(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in errors[:10]]
-        raise ConfigError("config does not match schema/config.schema.yaml:\n" + "\n".join(lines))
-    return config
+    return _validate(config, schema if schema is not None else load_schema(), "")
 
 
 def validate_model_entry(name: str, entry: dict) -> dict:
     """Validate one ``models.<name>`` entry against the schema's model definition, filling its defaults."""
-    schema = _read_schema(str(SCHEMA_PATH))
-    sub = {"$ref": "#/definitions/model", "definitions": schema["definitions"]}
-    validator = _with_defaults(jsonschema.Draft7Validator)(sub)
-    errors = sorted(validator.iter_errors(entry), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = [f"  models.{name}{''.join('.' + str(p) for p in e.absolute_path)}: {e.message}" for e in errors[:10]]
-        raise ConfigError("model entry does not match schema/config.schema.yaml:\n" + "\n".join(lines))
-    return entry
+    definitions = _read_schema(str(SCHEMA_PATH))["definitions"]
+    return _validate(entry, {"$ref": "#/definitions/model", "definitions": definitions}, f"models.{name}")
 
 
 def load_config(path: str | Path) -> dict:
