@@ -189,3 +189,28 @@ def test_merge_tuned_params_overrides_base(tmp_path):
     assert merged == {"hidden": [32, 32], "dropout": [0.2, 0.2, 0.2], "max_lr": 0.02, "epochs": 12}
     assert base["hidden"] == [64]
     assert tuning.merge_tuned_params(None, path)["max_lr"] == 0.02
+
+
+def grid_map(X: np.ndarray, names: list[str]):
+    """A feature map that places the features row by row (no t-SNE: the test is about the plumbing)."""
+    from moastack.deepinsight.feature_map import FeatureMap, LogNorm2Scaler
+
+    index, side = np.arange(len(names)), int(np.ceil(np.sqrt(len(names))))
+    return FeatureMap(list(names), side, side, index // side, index % side, LogNorm2Scaler().fit(X))
+
+
+def test_a_study_of_a_deepinsight_model_renders_with_the_saved_feature_map(inputs, tmp_path):
+    """Tuning fits through the train jobs' function, so a DeepInsight study reads its feature map input."""
+    train = io.read_parquet(inputs["features_train"]).drop(columns=["sig_id"])
+    X, names = train.to_numpy(np.float64), list(train.columns)
+    grid_map(X, names).save(tmp_path / "map.npz")
+    model = {"arch": "deepinsight", "features": "small", "folds": "ml3", "feature_map": "m", "device": "cpu",
+             "params": {"epochs": 1, "batch_size": 64, "head_hidden": 16, "patience": None}}
+    cfg = tune_cfg(n_trials=1, folds=[0], space={"lr": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}})
+    with_map = {**inputs, "feature_map": str(tmp_path / "map.npz")}
+    res = tuning.run_study("di", cfg, model, with_map, tmp_path / "di.journal", tmp_path / "di.json")
+    assert res["n_trials_complete"] == 1 and np.isfinite(res["best_value"])
+    grid_map(X[:, :-1], names[:-1]).save(tmp_path / "wrong.npz")
+    with pytest.raises(ValueError, match="places other columns"):
+        tuning.run_study("di2", cfg, model, {**inputs, "feature_map": str(tmp_path / "wrong.npz")},
+                         tmp_path / "di2.journal", tmp_path / "di2.json")
