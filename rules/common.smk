@@ -72,6 +72,8 @@ def model_inputs(model):
         inputs["feature_map"] = f"{RESULTS}/feature_maps/{m['feature_map']}/map.npz"
     if "params_from" in m:
         inputs["tuned_params"] = f"{RESULTS}/{m['params_from']}/best.json"
+    if "aux_targets" in m:
+        inputs["aux_targets"] = f"{RESULTS}/data/train_targets_{m['aux_targets']}.parquet"
     return inputs
 
 

@@ -37,6 +37,9 @@ TINY: dict[str, dict] = {
     "random_forest": {"n_estimators": 40, "min_samples_leaf": 5, "clip": 1e-3},
     "deepinsight": {"image_size": 12, "perplexity": 5.0, "head_hidden": 32, "epochs": 6, "batch_size": 64,
                     "lr": 1e-3, "patience": None},
+    "cnn1d_soft": {"hidden": 256, "channels": 16, "conv_channels": 16, "epochs": 8, "batch_size": 64},
+    "cnn1d": {"filters": [4, 4], "dense": [32], "epochs": 8, "batch_size": 64},
+    "two_input_nn": {"head1": [16, 8], "head2": [16, 8], "tail": [8], "epochs": 8, "batch_size": 64},
     "ridge": {"alpha": 1.0},
     "mlp_regressor": {"hidden": [32], "epochs": 30, "batch_size": 32, "patience": None},
 }

@@ -10,10 +10,6 @@ import pytest
 from optuna.trial import FixedTrial, TrialState
 
 from moastack import io, tuning
-from moastack.columns import TABLES
-from moastack.data.prepare import prepare
-from moastack.features.feature_set import build_feature_set
-from moastack.folds import make_folds
 from moastack.metrics import metric_value
 
 MODEL = {
@@ -29,32 +25,6 @@ TUNE = {
         "dropout": {"type": "float", "low": 0.0, "high": 0.4},
     },
 }
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> dict[str, str]:
-    """The Parquet inputs of a training job, made by the real prepare / folds / features steps."""
-    d = tmp_path_factory.mktemp("tune_inputs")
-    data = {t: str(d / f"{t}.parquet") for t in TABLES}
-    tables = prepare({"source": "synthetic", "synthetic": {"n_train": 300, "n_test": 50, "seed": 3,
-                                                           "n_scored": 12, "n_nonscored": 6}}, data)
-    folds = make_folds({"method": "multilabel_stratified", "k": 3, "seed": 1},
-                       tables["train_targets_scored"], tables["train_drug"])
-    io.write_parquet(folds, d / "folds.parquet")
-    spec = {"fit_on": "train+test", "steps": [
-        {"name": "rankgauss", "blocks": ["genes", "cells"], "n_quantiles": 50},
-        {"name": "pca", "block": "genes", "n_components": 8},
-        {"name": "onehot"},
-    ]}
-    _, train, test = build_feature_set(spec, tables["train_features"], tables["test_features"])
-    io.write_parquet(train, d / "ftrain.parquet")
-    io.write_parquet(test, d / "ftest.parquet")
-    return {
-        "features_train": str(d / "ftrain.parquet"), "features_test": str(d / "ftest.parquet"),
-        "folds": str(d / "folds.parquet"), "targets": data["train_targets_scored"],
-        "scored_targets": data["train_targets_scored"], "train_features": data["train_features"],
-        "test_features": data["test_features"],
-    }
 
 
 def tune_cfg(**changes) -> dict:

@@ -32,6 +32,9 @@ ARCHS: dict[str, Arch] = {
     "resnet2h": Arch("moastack.models.resnet:ResNet2H", transfer=True),
     "random_forest": Arch("moastack.models.sklearn_models:RandomForestModel"),
     "deepinsight": Arch("moastack.models.deepinsight:DeepInsightCNN", feature_map=True),
+    "cnn1d_soft": Arch("moastack.models.conv1d:SoftCNN1d"),
+    "cnn1d": Arch("moastack.models.conv1d:PlainCNN1d"),
+    "two_input_nn": Arch("moastack.models.conv1d:TwoInputNN"),
     "ridge": Arch("moastack.models.regressors:RidgeRegressor", tasks=(REGRESSION.name,)),
     "mlp_regressor": Arch("moastack.models.regressors:MLPRegressor", tasks=(REGRESSION.name,)),
 }

@@ -210,8 +210,12 @@ def _check_task(config: dict) -> None:
         if "target_encoding" in m and not task.continuous:
             raise ConfigError(f"models.{name}.target_encoding: target encoding is for continuous targets "
                               "(a regression task) only")
-        if m["targets"] not in task.target_kinds:
-            raise ConfigError(f"models.{name}.targets: a {task.name} task has {', '.join(task.target_kinds)} targets")
+        for key in ("targets", "aux_targets"):
+            if key in m and m[key] not in task.target_kinds:
+                raise ConfigError(f"models.{name}.{key}: a {task.name} task has {', '.join(task.target_kinds)} targets")
+        if "aux_targets" in m and "pseudo_from" in m:
+            raise ConfigError(f"models.{name}.aux_targets: pseudo-labelled rows have no aux labels; drop one of "
+                              "aux_targets and pseudo_from")
         if task.continuous and any(step["name"] == "ttest_select" for step in m["fold_steps"]):
             raise ConfigError(f"models.{name}.fold_steps: ttest_select contrasts binary labels; "
                               f"not for a {task.name} task")

@@ -32,6 +32,7 @@ class ModelSpec:
     device: str
     params: dict = field(default_factory=dict)
     target_encoding: dict | None = None
+    aux_targets: str | None = None
     init_from: str | None = None
     feature_map: str | None = None
     pseudo_from: str | None = None
@@ -68,6 +69,7 @@ class ModelSpec:
             device=entry["device"],
             params=dict(entry["params"]),
             target_encoding=entry.get("target_encoding"),
+            aux_targets=entry.get("aux_targets"),
             init_from=entry.get("init_from"),
             feature_map=entry.get("feature_map"),
             pseudo_from=entry.get("pseudo_from"),

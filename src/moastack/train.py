@@ -65,6 +65,8 @@ class FoldJob:
     feature_map: str | None = None
     #: pseudo-labels: the ``pseudo_from`` model's test predictions of the same seed × fold
     pseudo_test: str | None = None
+    #: the model entry's ``aux_targets`` table (its training rows' labels go to the fit context)
+    aux_targets: str | None = None
 
 
     @classmethod
@@ -78,7 +80,7 @@ class FoldJob:
 
 #: FoldJob fields that are input paths (the train rule's named inputs)
 _PATH_FIELDS = ("features_train", "features_test", "folds", "targets", "train_features", "test_features",
-                "scored_targets", "init_model", "feature_map", "pseudo_test")
+                "scored_targets", "init_model", "feature_map", "pseudo_test", "aux_targets")
 
 
 @dataclass
@@ -97,6 +99,7 @@ class FoldData:
     targets: list[str]
     pipeline: FoldPipeline
     n_pseudo: int = 0  # pseudo-labelled test rows appended to X_train / Y_train (the last rows)
+    aux_train: np.ndarray | None = None  # the training rows' labels of the aux_targets table
 
     @property
     def feature_names(self) -> list[str]:
@@ -154,6 +157,11 @@ def load_fold_data(job: FoldJob) -> FoldData:
     X_valid = pipeline.transform(rows.take(is_valid))
     X_test = pipeline.transform(test_rows)
     Y_train, n_pseudo = Y[fit_rows], 0
+    aux_train = None
+    if job.aux_targets:
+        aux = io.read_parquet(job.aux_targets)
+        _check_same_ids("aux targets", aux[ID_COL].to_numpy(), train_ids)
+        aux_train = aux[select_target_columns(aux, spec.aux_targets)].to_numpy(dtype=np.float32)[fit_rows]
     if job.pseudo_test:
         labels = read_pseudo_labels(job.pseudo_test, test_ids, target_cols)
         use = ~test_ctl if spec.drop_controls else np.ones(len(X_test), dtype=bool)
@@ -163,7 +171,7 @@ def load_fold_data(job: FoldJob) -> FoldData:
     return FoldData(
         X_train=X_train, Y_train=Y_train, X_valid=X_valid, Y_valid=Y[is_valid], X_test=X_test,
         valid_ids=train_ids[is_valid], test_ids=test_ids, valid_is_control=train_ctl[is_valid],
-        test_is_control=test_ctl, targets=target_cols, pipeline=pipeline, n_pseudo=n_pseudo,
+        test_is_control=test_ctl, targets=target_cols, pipeline=pipeline, n_pseudo=n_pseudo, aux_train=aux_train,
     )
 
 
@@ -207,7 +215,7 @@ def fit_context(job: FoldJob, data: FoldData, logger: logging.Logger | None = No
     source's weights (``init_from``), the feature map (``feature_map``)."""
     spec = job.spec
     context = FitContext(seed=job.seed, device=resolve_device(spec.device), threads=job.threads,
-                         logger=logger or log, feature_names=list(data.feature_names))
+                         logger=logger or log, feature_names=list(data.feature_names), aux_targets=data.aux_train)
     if job.init_model:
         payload = read_payload(job.init_model)
         if payload.get("arch") != spec.arch or not arch_info(spec.arch).transfer:

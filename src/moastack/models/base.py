@@ -31,7 +31,8 @@ class FitContext:
 
     ``feature_names`` name the columns of X (models that pick columns by name read them);
     ``init_state`` is a transfer source's fitted :meth:`TabularModel.state` (``init_from``);
-    ``feature_map`` is the fitted DeepInsight map of the model's feature set.
+    ``feature_map`` is the fitted DeepInsight map of the model's feature set; ``aux_targets`` are the
+    training rows' labels of another target table (the model entry's ``aux_targets``, e.g. non-scored).
     """
 
     seed: int = 0
@@ -41,6 +42,7 @@ class FitContext:
     feature_names: list[str] | None = None
     init_state: dict[str, Any] | None = None
     feature_map: Any = None
+    aux_targets: np.ndarray | None = None
 
 
 class TabularModel(ABC):

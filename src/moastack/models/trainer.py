@@ -31,11 +31,19 @@ import torch
 from torch import nn
 
 from moastack.models.base import FitContext, TabularModel
-from moastack.models.losses import SmoothBCEWithLogits, balanced_pos_weight, bce_with_logits, label_mask
+from moastack.models.losses import (
+    SmoothBCEWithLogits,
+    balanced_pos_weight,
+    bce_with_logits,
+    label_mask,
+    log_shrink_pos_weight,
+)
 from moastack.targets import prior_logit
 
 SCHEDULERS = ("onecycle", "plateau", "cosine", "none")
 OPTIMIZERS = ("adam", "adamw", "radam")
+#: ``pos_weight`` -> each target's weight of its positive cells, from the training targets
+POS_WEIGHTS = {None: None, "balanced": balanced_pos_weight, "log_shrink": log_shrink_pos_weight}
 AMP_DTYPES = {"auto": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
               "fp16": torch.float16, "float16": torch.float16}
 
@@ -71,7 +79,8 @@ class TrainConfig:
     # targets an unbiased head begins at p = 0.5 and spends its first epochs unlearning it.
     init_output_bias: bool = True
     # "balanced": weight each target's positive cells by its negatives/positives ratio (capped at 50),
-    # for rare positives with a rank metric (Tox21's ROC-AUC); None: plain BCE, as lish-moa's log loss wants
+    # for rare positives with a rank metric (Tox21's ROC-AUC); "log_shrink": the 2nd-place 1-D CNN's
+    # weights below 1 for frequent targets; None: plain BCE, as lish-moa's log loss wants
     pos_weight: str | None = None
 
     def __post_init__(self) -> None:
@@ -94,8 +103,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {self.lr!r}, {self.weight_decay!r}")
         if self.target_clip is not None:
             self.target_clip = (float(self.target_clip[0]), float(self.target_clip[1]))
-        if self.pos_weight not in (None, "balanced"):
-            raise ValueError(f"pos_weight must be null or 'balanced', got {self.pos_weight!r}")
+        if self.pos_weight not in POS_WEIGHTS:
+            raise ValueError(f"pos_weight must be one of {sorted(POS_WEIGHTS, key=str)}, got {self.pos_weight!r}")
 
     @classmethod
     def field_names(cls) -> set[str]:
@@ -486,14 +495,14 @@ def fit_module(
 ) -> list[dict[str, Any]]:
     """Train ``module`` in place on logits-vs-targets BCE through :func:`train_module`; its history.
 
-    Targets are smoothed (and clipped) once, not per batch; ``pos_weight: balanced`` weighs each target's
-    positives; NaN targets are missing labels, masked out of both losses; ``penalty`` (read after each
+    Targets are smoothed (and clipped) once, not per batch; ``pos_weight`` (balanced | log_shrink) weighs
+    each target's positives; NaN targets are missing labels, masked out of both losses; ``penalty`` (read after each
     forward pass) is added to the training loss. With validation data the best-validation weights are
     restored and training stops early after ``cfg.patience`` stale epochs.
     """
     device = torch.device(context.device)
     module.to(device)
-    pos_weight = balanced_pos_weight(_to_device(Y, device)) if cfg.pos_weight == "balanced" else None
+    pos_weight = POS_WEIGHTS[cfg.pos_weight](_to_device(Y, device)) if cfg.pos_weight else None
     X_t, Y_t, mask_t = prepare_targets(X, Y, device)
     Y_t = SmoothBCEWithLogits(cfg.label_smoothing, cfg.target_clip).smooth(Y_t)  # once, not per batch
     evaluate = None
@@ -576,11 +585,20 @@ class TorchTabularModel(TabularModel):
             "n_in": self.n_in_,
             "n_out": self.n_out_,
             "history": list(self.history_),
+            **self.extra_state(),
         }
+
+    def extra_state(self) -> dict[str, Any]:
+        """What an arch learned besides its module's weights and needs to rebuild it (saved in the state)."""
+        return {}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`extra_state` before the module is rebuilt."""
 
     @classmethod
     def from_state(cls, state: dict[str, Any], params: dict[str, Any]) -> TorchTabularModel:
         model = cls(**params)
+        model.set_extra_state(state)
         model.n_in_, model.n_out_ = int(state["n_in"]), int(state["n_out"])
         model.module_ = model.build_module(model.n_in_, model.n_out_)
         model.module_.load_state_dict(state["module"])
