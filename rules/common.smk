@@ -73,7 +73,9 @@ def model_inputs(model):
     if "params_from" in m:
         inputs["tuned_params"] = f"{RESULTS}/{m['params_from']}/best.json"
     if "aux_targets" in m:
-        inputs["aux_targets"] = f"{RESULTS}/data/train_targets_{m['aux_targets']}.parquet"
+        inputs["aux_targets"] = (
+            f"{RESULTS}/data/train_targets_{m['aux_targets']}.parquet"
+        )
     return inputs
 
 
