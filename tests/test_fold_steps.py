@@ -140,3 +140,39 @@ def test_build_errors_name_the_problem():
         build_fold_steps([{"name": "standardize", "with_mean": False}])
     with pytest.raises(ValueError, match="mapping"):
         build_fold_steps(["standardize"])
+
+
+def test_a_feature_step_fitted_inside_the_fold_sees_only_the_training_rows():
+    """``{name: rankgauss}`` / ``{name: pca}`` as fold steps: fitted on the training rows, applied to any rows."""
+    from moastack.features.fold_steps import InFoldFeatureStep
+
+    rng = np.random.default_rng(0)
+    names = [f"g-{i}" for i in range(6)] + [f"c-{i}" for i in range(3)]
+    X = rng.normal(size=(120, 9)).astype(np.float32)
+    train, other = X[:80], X[80:] + 10.0  # other rows far away: a fit on them would move everything
+    steps = build_fold_steps([{"name": "rankgauss", "blocks": ["genes", "cells"], "n_quantiles": 20},
+                              {"name": "pca", "block": "genes", "n_components": 2}])
+    assert all(isinstance(s, InFoldFeatureStep) for s in steps)
+    out_names = fit_fold_steps(steps, train, None, names)
+    assert out_names == [*names, "pca_g_0", "pca_g_1"]
+    out = apply_fold_steps(steps, other)
+    assert out.shape == (40, 11) and out.dtype == np.float32
+    np.testing.assert_allclose(np.median(apply_fold_steps(steps, train)[:, :9], axis=0), 0.0, atol=0.1)
+    assert (out[:, :9] > 2).all()  # mapped through the training quantiles: far above the training rows
+    with pytest.raises(ValueError, match="unknown fold step 'umapp'"):
+        build_fold_steps([{"name": "umapp"}])
+
+
+def test_row_robust_center_by_hand():
+    import pandas as pd
+
+    from moastack.features.transformers import RowRobustCenter
+
+    g = np.array([[0.0, 1.0, 2.0, 3.0, 4.0]])
+    c = np.array([[-8.0, -2.0, 0.0, 2.0]])
+    frame = pd.DataFrame(np.hstack([g, c]), columns=[f"g-{i}" for i in range(5)] + [f"c-{i}" for i in range(4)])
+    out = RowRobustCenter().fit(frame).transform(frame)
+    np.testing.assert_allclose(out[[f"g-{i}" for i in range(5)]].to_numpy(), g - (1.0 + 3.0) / 2, rtol=1e-6)
+    center = (np.quantile(c, 0.25) + np.quantile(c, 0.72)) / 2
+    scale = np.quantile(np.abs(c), 0.75) + 4.0
+    np.testing.assert_allclose(out[[f"c-{i}" for i in range(4)]].to_numpy(), (c - center) / scale, rtol=1e-6)

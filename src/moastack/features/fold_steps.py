@@ -140,6 +140,41 @@ class StandardizeFold(FoldStep):
         return self.scaler_.transform(X.astype(np.float64)).astype(np.float32)
 
 
+class InFoldFeatureStep(FoldStep):
+    """An unsupervised feature step (``rankgauss``, ``pca``...) fitted on the fold's training rows instead of
+    once before the folds, as the 2nd-place 1-D CNN fitted its quantile transform and PCA."""
+
+    #: feature steps that may run in a fold (they read only numeric g-/c-/derived columns)
+    ALLOWED: ClassVar[tuple[str, ...]] = ("rankgauss", "pca", "row_robust_center")
+
+    def __init__(self, step: str, **params: Any) -> None:
+        from moastack.features.transformers import STEP_CLASSES
+
+        self.step, self.params = step, dict(params)
+        self.step_name = step
+        self.feature_step = STEP_CLASSES[step](**params)
+
+    def fit(self, X: np.ndarray, Y: np.ndarray | None, names: Sequence[str]) -> InFoldFeatureStep:
+        import pandas as pd
+
+        X = self._start_fit(X, names)
+        frame = pd.DataFrame(X, columns=self.names_in_)
+        self.feature_step.fit(frame)
+        self.names_out_ = [str(c) for c in self.feature_step.transform(frame.iloc[:1]).columns]
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        import pandas as pd
+
+        self._check_fitted()
+        X = _check_X(X, len(self.names_in_), f"{self.step}.transform")
+        out = self.feature_step.transform(pd.DataFrame(X, columns=self.names_in_))
+        return np.ascontiguousarray(out.to_numpy(dtype=np.float32))
+
+    def __repr__(self) -> str:
+        return f"InFoldFeatureStep({self.step!r}, {self.params!r})"
+
+
 #: config name -> class
 FOLD_STEPS: dict[str, type[FoldStep]] = {"ttest_select": TTestSelect, "standardize": StandardizeFold}
 
@@ -152,8 +187,12 @@ def build_fold_steps(specs: Sequence[Mapping[str, Any]] | None) -> list[FoldStep
             raise ValueError(f"fold step #{i} must be a mapping with a 'name', got {spec!r}")
         spec = dict(spec)
         name = spec.pop("name", None)
+        if name in InFoldFeatureStep.ALLOWED:
+            steps.append(InFoldFeatureStep(name, **spec))
+            continue
         if name not in FOLD_STEPS:
-            raise ValueError(f"unknown fold step {name!r}; known fold steps: {sorted(FOLD_STEPS)}")
+            raise ValueError(f"unknown fold step {name!r}; known fold steps: "
+                             f"{sorted([*FOLD_STEPS, *InFoldFeatureStep.ALLOWED])}")
         cls = FOLD_STEPS[name]
         unknown = sorted(set(spec) - set(cls.defaults))
         if unknown:
