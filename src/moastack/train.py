@@ -222,6 +222,7 @@ def fit_context(job: FoldJob, data: FoldData, logger: logging.Logger | None = No
             raise ValueError(f"model {spec.name}: init_from {job.init_model} holds a {payload.get('arch')!r} model; "
                              f"a {spec.arch} starts only from a {spec.arch} with transfer")
         context.init_state = payload["state"]
+        context.logger.info("model %s: starting from the weights in %s", spec.name, job.init_model)
     if job.feature_map:
         from moastack.deepinsight.feature_map import FeatureMap
 
