@@ -36,13 +36,5 @@ def limit_threads(threads: int) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(threads)
-    if "torch" in sys.modules or _torch_available():
-        import torch
-
-        torch.set_num_threads(threads)
-
-
-def _torch_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torch") is not None
+    if "torch" in sys.modules:  # a job that never imports torch must not pay for it (its pool reads the env vars)
+        sys.modules["torch"].set_num_threads(threads)

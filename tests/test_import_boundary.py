@@ -1,0 +1,37 @@
+"""Jobs import only what they use: the rules that fit no torch model never import torch (each job pays its
+imports; torch costs seconds and hundreds of MB)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+#: the library modules each torch-free rule's script imports, and the job set-up every script runs first
+TORCH_FREE = {
+    "prepare": ["moastack.data.prepare"],
+    "folds": ["moastack.folds"],
+    "features": ["moastack.features.feature_set"],
+    "collect": ["moastack.collect"],
+    "blend": ["moastack.blend"],
+    "submission": ["moastack.submission"],
+    "report": ["moastack.report.build"],
+    "workflow": ["moastack.config", "moastack.archs"],  # what the Snakefile imports to plan the DAG
+}
+
+
+@pytest.mark.parametrize("rule", sorted(TORCH_FREE))
+def test_torch_free_rules_do_not_import_torch(rule):
+    imports = "; ".join(f"import {m}" for m in TORCH_FREE[rule])
+    code = (f"import sys; from moastack.jobs import setup_job; setup_job(None, 1); {imports}; "
+            "print(sorted(m for m in ('torch', 'timm', 'pytorch_tabnet', 'umap') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"rule {rule} imports {out.strip()}"
+
+
+def test_the_train_rule_imports_an_arch_module_only_when_it_builds_that_arch():
+    code = ("import sys; from moastack.models.registry import build_model; build_model('prior'); "
+            "print(sorted(m for m in ('torch', 'timm', 'pytorch_tabnet') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
