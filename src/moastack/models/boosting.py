@@ -121,15 +121,34 @@ class XGBoostModel(PerTargetModel):
 
     # ---------------------------------------------------------------------------------- per target
     def fit_target(self, j, X, y, X_valid, y_valid, context):
-        xgb = _xgb()
         params = self._booster_params(context, int(context.seed) + j)
         params.update(objective="binary:logistic", eval_metric="logloss")
         if self.param("scale_pos_weight") == "balanced":
             params["scale_pos_weight"] = float((y == 0).sum()) / float(y.sum())
-        dtrain = xgb.DMatrix(X, label=y)
-        dvalid = None if X_valid is None else xgb.DMatrix(X_valid, label=y_valid)
+        dtrain = self._matrix(X, y)
+        dvalid = None if X_valid is None else self._matrix(X_valid, y_valid)
         booster = self._train(params, dtrain, dvalid)
         return booster, self._n_trees(booster, dvalid is not None)
+
+    def _matrix(self, X: np.ndarray, y: np.ndarray):
+        """A DMatrix of X labelled y; the one of the previous target is relabelled when X is the same array.
+
+        Every target of a fully labelled table gets the same X, so its binned (hist) copy is built once.
+        """
+        cache = self.__dict__.setdefault("_dmatrix_cache", {})
+        hit = cache.get(id(X))
+        if hit is None or hit[0] is not X:
+            if len(cache) >= 2:
+                cache.clear()
+            hit = cache[id(X)] = (X, _xgb().DMatrix(X))
+        hit[1].set_label(y)
+        return hit[1]
+
+    def fit(self, X, Y, X_valid, Y_valid, context: FitContext) -> XGBoostModel:
+        try:
+            return self._fit(X, Y, X_valid, Y_valid, context)
+        finally:
+            self.__dict__.pop("_dmatrix_cache", None)
 
     def prepare_rows(self, X):
         return _xgb().DMatrix(X)
@@ -140,7 +159,8 @@ class XGBoostModel(PerTargetModel):
         return booster.predict(X, iteration_range=(0, n_trees))
 
     # -------------------------------------------------------------------------------- multi output
-    def fit(self, X, Y, X_valid, Y_valid, context: FitContext) -> XGBoostModel:
+    def _fit(self, X, Y, X_valid, Y_valid, context: FitContext) -> XGBoostModel:
+        """Per target through :class:`PerTargetModel`, or one multi-output model on a masked log loss."""
         if self.param("strategy") == "per_target":
             return super().fit(X, Y, X_valid, Y_valid, context)
         xgb = _xgb()

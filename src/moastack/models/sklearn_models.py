@@ -69,8 +69,11 @@ class PerTargetModel(TabularModel):
                 if Y_valid is not None:
                     keep = ~np.isnan(Y_valid[:, j])
                     if keep.any():
-                        xv, yv = X_valid[keep], (Y_valid[keep, j] > 0.5).astype(np.int8)
-                estimator = self.fit_target(j, X[labelled], (y > 0.5).astype(np.int8), xv, yv, context)
+                        xv = X_valid if keep.all() else X_valid[keep]
+                        yv = (Y_valid[keep, j] > 0.5).astype(np.int8)
+                # fully labelled: the same X object for every target (a subclass may cache work on it)
+                x = X if labelled.all() else X[labelled]
+                estimator = self.fit_target(j, x, (y > 0.5).astype(np.int8), xv, yv, context)
             if estimator is None:
                 self.constant_[j] = float(y.mean()) if y.size else 0.5
             self.estimators_.append(estimator)
