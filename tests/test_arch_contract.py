@@ -40,6 +40,10 @@ TINY: dict[str, dict] = {
     "cnn1d_soft": {"hidden": 256, "channels": 16, "conv_channels": 16, "epochs": 8, "batch_size": 64},
     "cnn1d": {"filters": [4, 4], "dense": [32], "epochs": 8, "batch_size": 64},
     "two_input_nn": {"head1": [16, 8], "head2": [16, 8], "tail": [8], "epochs": 8, "batch_size": 64},
+    "logistic": {},
+    "svm": {"cv": 2, "C": 0.1},
+    "mlknn": {"k": 10},
+    "xgboost": {"n_estimators": 60, "learning_rate": 0.2, "early_stopping_rounds": 10},
     "ridge": {"alpha": 1.0},
     "mlp_regressor": {"hidden": [32], "epochs": 30, "batch_size": 32, "patience": None},
 }

@@ -35,6 +35,10 @@ ARCHS: dict[str, Arch] = {
     "cnn1d_soft": Arch("moastack.models.conv1d:SoftCNN1d"),
     "cnn1d": Arch("moastack.models.conv1d:PlainCNN1d"),
     "two_input_nn": Arch("moastack.models.conv1d:TwoInputNN"),
+    "logistic": Arch("moastack.models.linear:LogisticModel"),
+    "svm": Arch("moastack.models.linear:SVMModel"),
+    "mlknn": Arch("moastack.models.mlknn:MLKNNModel"),
+    "xgboost": Arch("moastack.models.boosting:XGBoostModel"),
     "ridge": Arch("moastack.models.regressors:RidgeRegressor", tasks=(REGRESSION.name,)),
     "mlp_regressor": Arch("moastack.models.regressors:MLPRegressor", tasks=(REGRESSION.name,)),
 }

@@ -1,8 +1,12 @@
-"""scikit-learn models behind the ``TabularModel`` interface.
+"""scikit-learn models behind the ``TabularModel`` interface, and the per-target shape they share.
+
+:class:`PerTargetModel` is "one estimator per target, fitted on that target's labelled rows": a missing
+label (NaN) is skipped rather than read as a negative, and a target whose labelled training rows hold a
+single class (or none) gets no estimator and predicts that class's rate (0.5 when no row is labelled).
+``random_forest``, ``logistic``, ``svm`` and the per-target ``xgboost`` are written on it.
 
 ``random_forest`` is the Tox21 challenge's baseline (its sample code fits one RandomForestClassifier
-per assay on fingerprints): one forest per target, trained on that target's labelled rows only, so a
-missing label (NaN) is skipped rather than read as a negative.
+per assay on fingerprints).
 """
 
 from __future__ import annotations
@@ -13,34 +17,129 @@ import numpy as np
 
 from moastack.models.base import FitContext, TabularModel
 
-_RF_DEFAULTS: dict[str, Any] = {
-    "n_estimators": 200,
-    "max_depth": None,
-    "min_samples_leaf": 1,
-    "max_features": "sqrt",
-    "class_weight": None,
-    "n_jobs": None,  # None: the job's context.threads
-    "clip": None,  # e.g. 1e-3: predictions kept in [clip, 1 - clip], so log loss never sees an exact 0 or 1
-}
+
+class PerTargetModel(TabularModel):
+    """One estimator per target on its labelled rows, a constant (the rate) where they hold one class.
+
+    Subclasses write :meth:`fit_target` (return the fitted estimator, or None to fall back to the
+    rate) and :meth:`predict_target`; :meth:`encode_estimator`/:meth:`decode_estimator` turn an
+    estimator into what :meth:`state` stores (the default keeps the object, pickled by ``save``).
+    Learned state: ``estimators_`` (None where the constant applies) and ``constant_`` (NaN elsewhere).
+    """
+
+    def fit_target(self, j: int, X: np.ndarray, y: np.ndarray, X_valid: np.ndarray | None,
+                   y_valid: np.ndarray | None, context: FitContext) -> Any:
+        """Fit target ``j`` on its labelled rows (``y`` is 0/1 int8 with both classes present).
+
+        ``X_valid``/``y_valid`` are the validation rows labelled for this target (None when there are none).
+        """
+        raise NotImplementedError
+
+    def predict_target(self, estimator: Any, X: Any, context: FitContext | None) -> np.ndarray:
+        """P(y = 1) of each row of ``X`` (``prepare_rows(X)``, len(X) > 0)."""
+        raise NotImplementedError
+
+    def prepare_rows(self, X: np.ndarray) -> Any:
+        """What :meth:`predict_target` receives for ``X`` (built once for all targets); default ``X``."""
+        return X
+
+    def encode_estimator(self, estimator: Any) -> Any:
+        return estimator
+
+    def decode_estimator(self, stored: Any) -> Any:
+        return stored
+
+    def fit(self, X, Y, X_valid, Y_valid, context: FitContext) -> PerTargetModel:
+        """Fit each target on its labelled rows."""
+        X = np.asarray(X, dtype=np.float32)
+        Y = _as_matrix(Y)
+        if X_valid is not None and Y_valid is not None:
+            X_valid, Y_valid = np.asarray(X_valid, dtype=np.float32), _as_matrix(Y_valid)
+        self.estimators_: list = []
+        self.constant_ = np.full(Y.shape[1], np.nan, dtype=np.float32)
+        for j in range(Y.shape[1]):
+            labelled = ~np.isnan(Y[:, j])
+            y = Y[labelled, j]
+            estimator = None
+            if np.unique(y).size < 2:
+                context.logger.info("%s: target %d has one class in training; predicting %.3f",
+                                    self.arch, j, float(y.mean()) if y.size else 0.5)
+            else:
+                xv = yv = None
+                if Y_valid is not None:
+                    keep = ~np.isnan(Y_valid[:, j])
+                    if keep.any():
+                        xv = X_valid if keep.all() else X_valid[keep]
+                        yv = (Y_valid[keep, j] > 0.5).astype(np.int8)
+                # fully labelled: the same X object for every target (a subclass may cache work on it)
+                x = X if labelled.all() else X[labelled]
+                estimator = self.fit_target(j, x, (y > 0.5).astype(np.int8), xv, yv, context)
+            if estimator is None:
+                self.constant_[j] = float(y.mean()) if y.size else 0.5
+            self.estimators_.append(estimator)
+        return self
+
+    def predict(self, X, context: FitContext | None = None) -> np.ndarray:
+        """Probability of class 1 per target, float32 (n × t); n may be 0."""
+        X = np.asarray(X, dtype=np.float32)
+        out = np.empty((len(X), len(self.estimators_)), dtype=np.float32)
+        if len(X) == 0:
+            return out
+        rows = self.prepare_rows(X) if any(e is not None for e in self.estimators_) else X
+        for j, estimator in enumerate(self.estimators_):
+            out[:, j] = self.constant_[j] if estimator is None else self.predict_target(estimator, rows, context)
+        return np.clip(out, 0.0, 1.0)
+
+    def state(self) -> dict[str, Any]:
+        encoded = [None if e is None else self.encode_estimator(e) for e in self.estimators_]
+        return {"estimators": encoded, "constant": self.constant_}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], params: dict[str, Any]) -> PerTargetModel:
+        model = cls(**params)
+        model.estimators_ = [None if e is None else model.decode_estimator(e) for e in state["estimators"]]
+        model.constant_ = np.asarray(state["constant"], dtype=np.float32)
+        return model
 
 
-class RandomForestModel(TabularModel):
+def _as_matrix(Y) -> np.ndarray:
+    Y = np.asarray(Y, dtype=np.float64)
+    return Y[:, None] if Y.ndim == 1 else Y
+
+
+def positive_proba(estimator: Any, X: np.ndarray) -> np.ndarray:
+    """Column of class 1 in a fitted classifier's ``predict_proba``."""
+    return estimator.predict_proba(X)[:, list(estimator.classes_).index(1)]
+
+
+class RandomForestModel(PerTargetModel):
     """One ``RandomForestClassifier`` per target (seed ``context.seed + target index``).
 
-    A target whose labelled training rows hold a single class (or none) gets no forest and predicts
-    that class's rate (0.5 when no row is labelled). Forests predict exactly 0 or 1 for many rows: fine
-    for ROC-AUC, ruinous under log loss (each confident miss costs -log(1e-15) = 34.5), hence ``clip``.
+    Forests predict exactly 0 or 1 for many rows: fine for ROC-AUC, ruinous under log loss (each
+    confident miss costs -log(1e-15) = 34.5), hence ``clip``. Validation rows are not used (forests do
+    not early-stop).
     """
 
     arch = "random_forest"
-    defaults = _RF_DEFAULTS
+    defaults = {
+        "n_estimators": 200,
+        "max_depth": None,
+        "min_samples_leaf": 1,
+        "max_features": "sqrt",
+        "class_weight": None,
+        "n_jobs": None,  # None: the job's context.threads
+        "clip": None,  # e.g. 1e-3: predictions kept in [clip, 1 - clip], so log loss never sees an exact 0 or 1
+    }
 
     def check_params(self) -> None:
         weight = self.param("class_weight")
         if weight not in (None, "balanced", "balanced_subsample"):
             raise ValueError(f"random_forest: class_weight {weight!r} is not None, 'balanced' or 'balanced_subsample'")
 
-    def _forest(self, seed: int, n_jobs: int):
+    def _n_jobs(self, context: FitContext | None) -> int:
+        return int(self.param("n_jobs") or (context.threads if context is not None else 1) or 1)
+
+    def fit_target(self, j, X, y, X_valid, y_valid, context):
         from sklearn.ensemble import RandomForestClassifier
 
         return RandomForestClassifier(
@@ -49,52 +148,16 @@ class RandomForestModel(TabularModel):
             min_samples_leaf=self.param("min_samples_leaf"),
             max_features=self.param("max_features"),
             class_weight=self.param("class_weight"),
-            n_jobs=n_jobs,
-            random_state=seed,
-        )
+            n_jobs=self._n_jobs(context),
+            random_state=int(context.seed) + j,
+        ).fit(X, y)
 
-    def fit(self, X, Y, X_valid, Y_valid, context: FitContext) -> RandomForestModel:
-        """Fit each target on its labelled rows; validation data is not used (forests do not early-stop)."""
-        X = np.asarray(X, dtype=np.float32)
-        Y = np.asarray(Y, dtype=np.float64)
-        Y = Y[:, None] if Y.ndim == 1 else Y
-        n_jobs = int(self.param("n_jobs") or context.threads or 1)
-        self.estimators_: list = []
-        self.constant_ = np.full(Y.shape[1], np.nan, dtype=np.float32)
-        for j in range(Y.shape[1]):
-            labelled = ~np.isnan(Y[:, j])
-            y = Y[labelled, j]
-            if np.unique(y).size < 2:
-                self.constant_[j] = float(y.mean()) if y.size else 0.5
-                self.estimators_.append(None)
-                context.logger.info("random_forest: target %d has one class in training; predicting %.3f",
-                                    j, self.constant_[j])
-                continue
-            forest = self._forest(int(context.seed) + j, n_jobs).fit(X[labelled], (y > 0.5).astype(np.int8))
-            self.estimators_.append(forest)
-        return self
+    def predict_target(self, estimator, X, context):
+        if context is not None:
+            estimator.set_params(n_jobs=self._n_jobs(context))
+        return positive_proba(estimator, X)
 
     def predict(self, X, context: FitContext | None = None) -> np.ndarray:
-        """Probability of class 1 per target, float32 (n × t); n may be 0."""
-        X = np.asarray(X, dtype=np.float32)
-        out = np.empty((len(X), len(self.estimators_)), dtype=np.float32)
-        for j, forest in enumerate(self.estimators_):
-            if forest is None or len(X) == 0:
-                out[:, j] = self.constant_[j] if forest is None else 0.0
-                continue
-            if context is not None:
-                forest.set_params(n_jobs=int(self.param("n_jobs") or context.threads or 1))
-            proba = forest.predict_proba(X)
-            out[:, j] = proba[:, list(forest.classes_).index(1)]
+        out = super().predict(X, context)
         clip = self.param("clip")
         return out if clip is None else np.clip(out, float(clip), 1.0 - float(clip)).astype(np.float32)
-
-    def state(self) -> dict[str, Any]:
-        return {"estimators": list(self.estimators_), "constant": self.constant_}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any], params: dict[str, Any]) -> RandomForestModel:
-        model = cls(**params)
-        model.estimators_ = list(state["estimators"])
-        model.constant_ = np.asarray(state["constant"], dtype=np.float32)
-        return model
