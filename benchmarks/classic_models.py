@@ -56,7 +56,7 @@ def make_data(path: Path, n_train: int, seed: int) -> None:
     """Synthetic treated rows, their scored targets and 5 multilabel-stratified folds, saved as .npz."""
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
-    from moastack.data import columns as C
+    from moastack import columns as C
     from moastack.data.synthetic import SyntheticSpec, generate
 
     frames = generate(SyntheticSpec(n_train=n_train, seed=seed))

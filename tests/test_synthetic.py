@@ -10,12 +10,26 @@ import pandas as pd
 import pytest
 
 from moastack import columns as C
-from moastack.data.synthetic import CONTROL_DRUG, SyntheticSpec, generate, target_names, write_raw_csvs
+from moastack.data.realism import structure_table
+from moastack.data.synthetic import (
+    CONTROL_DRUG,
+    FULL_TRAIN_ROWS,
+    SyntheticSpec,
+    generate,
+    target_names,
+    write_raw_csvs,
+)
 
 
 @pytest.fixture(scope="module")
 def demo() -> dict[str, pd.DataFrame]:
     return generate(SyntheticSpec())
+
+
+@pytest.fixture(scope="module")
+def full() -> dict[str, pd.DataFrame]:
+    """Full lish-moa size (23,814 train rows): about 3 s."""
+    return generate(SyntheticSpec(n_train=FULL_TRAIN_ROWS, n_test=3982))
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +114,34 @@ def test_controls_are_eight_percent_with_zero_targets(demo):
     assert (demo["train_drug"][C.DRUG_COL].to_numpy()[~ctl] != CONTROL_DRUG).all()
 
 
-def test_every_scored_target_has_positives_and_imbalance(demo):
+def test_demo_keeps_several_drugs_per_mechanism(demo):
+    """Below full size the generator subsamples mechanisms, not drugs: the demo's mechanisms keep several
+    drugs each (so drug-aware CV can test transfer to unseen drugs); the other targets have no positive."""
+    spec = SyntheticSpec()
     pos = _scored(demo).sum(axis=0)
-    assert pos.min() >= 1
-    assert (pos >= 2).mean() > 0.95
-    assert np.median(pos) < 20  # most targets are rare
-    assert pos.max() > 60  # and a few are common (nfkb)
+    n_kept = round(spec.n_scored * spec.mechanism_scale * spec.n_train / FULL_TRAIN_ROWS)
+    assert (pos > 0).sum() == n_kept
+    kept = pos[pos > 0]
+    assert (kept >= 2).mean() > 0.9
+    assert kept.max() > 60  # a few are common (nfkb, on the big drug)
+    drug = demo["train_drug"][C.DRUG_COL].to_numpy()
+    trt = ~_is_control(demo)
+    drugs_per_mech = pd.DataFrame(_scored(demo)[trt]).groupby(drug[trt]).max().sum(axis=0)
+    drugs_per_mech = drugs_per_mech[drugs_per_mech > 0]
+    assert drugs_per_mech.median() >= 3
+    assert (drugs_per_mech >= 2).mean() > 0.75
+
+
+def test_full_size_structure_matches_the_real_files(full):
+    """Every label/drug statistic of the real train files near the real value at full size (the benchmark
+    prints them; most are within 5%). Bounds: 25% (a few tail statistics, such as the 10th percentile of
+    positives, sit near 20% and move by that much between seeds), except the share of rows with 4+ labels,
+    a dozen drugs whose share moves by a third between seeds."""
+    table = structure_table(full, tolerance=0.25)
+    off = table[~table["within"] & (table["statistic"] != "rows with 4+ labels (%)")]
+    assert off.empty, off.to_string()
+    pos = _scored(full).sum(axis=0)
+    assert pos.min() >= 1  # every scored target has positives at full size
 
 
 def test_label_count_distribution(demo):
@@ -197,7 +233,13 @@ def test_test_rows_share_the_generative_process(demo):
 
 
 def test_signal_beats_prior_and_drug_holdout_is_harder():
-    """A ridge model on PCA features beats the prior; holding out whole drugs scores worse."""
+    """A ridge model on PCA features beats the prior, also on unseen drugs; holding out drugs scores worse.
+
+    The drug holdout used to be >= 1.2x the row-wise loss, which measured how easily drugs could be
+    memorised. On the real data the winners' drug-aware loss was within 1% of the row-wise one (the
+    mechanism signal carries over to unseen drugs), so the bounds are now: worse than row-wise, better
+    than the prior on the same held-out drugs.
+    """
     from sklearn.decomposition import PCA
     from sklearn.linear_model import Ridge
     from sklearn.model_selection import GroupKFold, KFold
@@ -227,9 +269,10 @@ def test_signal_beats_prior_and_drug_holdout_is_harder():
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore", UserWarning)  # KFold ignores groups
         prior_rows, model_rows = cross_validate(KFold(4, shuffle=True, random_state=0))
-        _, model_drugs = cross_validate(GroupKFold(4))
+        prior_drugs, model_drugs = cross_validate(GroupKFold(4))
     assert model_rows < 0.92 * prior_rows
-    assert model_drugs > 1.2 * model_rows
+    assert model_drugs < prior_drugs  # mechanism signal transfers to drugs never seen in training
+    assert model_drugs > model_rows  # but memorising a drug's own signature helps only row-wise CV
 
 
 def test_write_raw_csvs(small, tmp_path):

@@ -1,0 +1,84 @@
+"""Every multilabel arch side by side (configs/zoo.yaml) through the real DAG, one seed, one fold scheme.
+
+Per model: CV log loss and its ratio to the prior, mean ROC-AUC and PR-AUC, seconds and peak RSS per fold
+job (from the jobs' Snakemake benchmark files), the mean per-target OOF correlation with ``simple_nn``, and
+the blend's OOF log loss without that model (SLSQP re-searched on the others). Synthetic data: rankings
+measured here need not carry over to the real data (REFERENCE.md has the published numbers).
+
+    .venv/bin/python benchmarks/zoo.py [--rows 4000 --test-rows 1000] [--smoke] [--workdir DIR] [--cores 2]
+    .venv/bin/python benchmarks/zoo.py --rows 23814 --test-rows 3982      # full lish-moa size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from _common import ROOT, read_benchmarks, run_workflow
+
+from moastack.blend import apply_weights, search_weights
+from moastack.metrics import metric_value
+
+
+def zoo_config(smoke: bool, rows: int, test_rows: int) -> dict:
+    config = yaml.safe_load((ROOT / "configs" / ("zoo-smoke.yaml" if smoke else "zoo.yaml")).read_text())
+    if not smoke:
+        config["data"]["synthetic"].update(n_train=rows, n_test=test_rows)
+    return config
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over targets of the Pearson correlation of two models' OOF columns (constant columns skipped)."""
+    a, b = a - a.mean(axis=0), b - b.mean(axis=0)
+    norm = np.sqrt((a**2).sum(axis=0) * (b**2).sum(axis=0))
+    ok = norm > 0
+    return float(np.mean((a * b).sum(axis=0)[ok] / norm[ok])) if ok.any() else float("nan")
+
+
+def table(results: Path, models: list[str]) -> pd.DataFrame:
+    targets = pd.read_parquet(results / "data" / "train_targets_scored.parquet")
+    y = targets.drop(columns=["sig_id"]).to_numpy(np.float64)
+    oof = {m: pd.read_parquet(results / "models" / m / "oof.parquet").set_index("sig_id")
+           .reindex(targets["sig_id"]).to_numpy(np.float64) for m in models}
+    bench = read_benchmarks(results)
+    rows = []
+    prior = json.loads((results / "models" / "prior" / "score.json").read_text())["value"]
+    for m in models:
+        score = json.loads((results / "models" / m / "score.json").read_text())
+        jobs = bench[bench["job"].str.match(rf"models/{m}/seed\d+/fold\d+$")]
+        others = [o for o in models if o != m]
+        w = search_weights(y, [oof[o] for o in others], "slsqp")
+        rows.append({
+            "model": m, "log_loss": score["value"], "x_prior": score["value"] / prior,
+            "roc_auc": score["metrics"]["roc_auc"], "pr_auc": score["metrics"]["pr_auc"],
+            "s_per_fold": jobs["s"].mean(), "peak_rss_mb": jobs["max_rss"].max(),
+            "r_simple_nn": correlation(oof[m], oof["simple_nn"]) if m != "simple_nn" else 1.0,
+            "blend_without": metric_value("log_loss", y, apply_weights(w, [oof[o] for o in others])),
+        })
+    return pd.DataFrame(rows).sort_values("log_loss")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=4000)
+    parser.add_argument("--test-rows", type=int, default=1000)
+    parser.add_argument("--smoke", action="store_true", help="configs/zoo-smoke.yaml (checks the script in minutes)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/moastack-zoo"))
+    parser.add_argument("--cores", type=int, default=2)
+    args = parser.parse_args()
+    config = zoo_config(args.smoke, args.rows, args.test_rows)
+    seconds = run_workflow(args.workdir, config, cores=args.cores)
+    results = args.workdir / "results"
+    out = table(results, list(config["models"]))
+    blend = json.loads((results / "blend" / "score.json").read_text())
+    print(f"zoo: {config['data']['synthetic']['n_train']} train rows, whole DAG {seconds / 60:.1f} min "
+          f"on {args.cores} cores; blend of all: log loss {blend['value']:.5f}")
+    print(out.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+
+
+if __name__ == "__main__":
+    main()
