@@ -1,0 +1,109 @@
+"""`moastack plan`: the job graph equals a real dry run's, and the size model scales as it says."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, SMOKE_CONFIG, planned_jobs, tiny_config, write_config
+
+from moastack.cli import main
+from moastack.config import check_config, load_config, validate_schema
+from moastack.plan import (
+    CALIBRATION,
+    PlannedJob,
+    critical_path,
+    job_counts,
+    make_plan,
+    plan_jobs,
+    simulate,
+)
+
+
+def _validated(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    validate_schema(config)
+    check_config(config)
+    return config
+
+
+def test_jobs_equal_a_dry_run_of_the_smoke_config(tmp_path):
+    write_config(tmp_path, tiny_config())
+    dry = planned_jobs(tmp_path)
+    jobs = plan_jobs(load_config(SMOKE_CONFIG))
+    assert {(j.rule, j.wildcard_text) for j in jobs} == dry
+    counts = job_counts(jobs)
+    assert counts["train"] == sum(1 for rule, _ in dry if rule == "train") == 9
+    assert sum(counts.values()) == len(dry)
+
+
+def test_winner_preset_plans_the_readme_job_counts():
+    counts = job_counts(plan_jobs(load_config(ROOT / "configs" / "winner.yaml")))
+    assert counts == {"prepare": 1, "folds": 3, "features": 7, "feature_map": 2, "train": 395, "collect": 11,
+                      "blend": 1, "submission": 1, "report": 1}
+
+
+def _train_rate_seconds(plan, model: str) -> list[float]:
+    """Per train job of ``model``: estimated seconds minus the class's start-up (the size-dependent part)."""
+    return [j.seconds - CALIBRATION[j.cost_class]["startup"] for j in plan.jobs
+            if j.rule == "train" and j.model == model]
+
+
+def test_estimates_scale_linearly_with_rows_and_epochs():
+    config = _validated(tiny_config())
+    base = make_plan(config, rows=1000, test_rows=100)
+    rows2 = make_plan(config, rows=2000, test_rows=200)
+    for a, b in zip(_train_rate_seconds(base, "nn"), _train_rate_seconds(rows2, "nn")):
+        assert b == pytest.approx(2 * a, rel=1e-6)
+    more_epochs = copy.deepcopy(config)
+    more_epochs["models"]["nn"]["params"]["epochs"] *= 3
+    epochs3 = make_plan(more_epochs, rows=1000, test_rows=100)
+    for a, b in zip(_train_rate_seconds(base, "nn"), _train_rate_seconds(epochs3, "nn")):
+        assert b == pytest.approx(3 * a, rel=0.02)  # the test rows' single prediction pass is not multiplied
+    assert epochs3.totals()["cpu_h"] > base.totals()["cpu_h"]
+    # a model's other seeds are jobs of the same size
+    seeds = copy.deepcopy(config)
+    seeds["models"]["nn"]["seeds"] = [0, 1]
+    assert job_counts(plan_jobs(seeds))["train"] == job_counts(plan_jobs(config))["train"] + 3
+
+
+def test_gpu_models_are_priced_in_gpu_hours():
+    plan = make_plan(load_config(ROOT / "configs" / "winner.yaml"))
+    rows = {(r["rule"], r["model"]): r for r in plan.rows()}
+    cnn = rows[("train", "deepinsight_effnet")]
+    assert cnn["device"] == "cuda" and cnn["gpu_h"] > 0 and cnn["cpu_h"] == 0
+    assert rows[("train", "simple_nn_old")]["gpu_h"] == 0 and rows[("train", "simple_nn_old")]["cpu_h"] > 0
+    assert plan.sizes.n_train == 23814 and plan.sizes.n_test == 3982 and plan.sizes.n_features == 875
+
+
+def test_schedule_respects_dependencies_and_cores():
+    jobs = [PlannedJob("a", threads=1, seconds=10), PlannedJob("b", threads=1, seconds=10),
+            PlannedJob("c", threads=2, seconds=5, deps=["a", "b"])]
+    assert simulate(jobs, cores=2, dispatch=0) == pytest.approx(15)
+    assert simulate(jobs, cores=1, dispatch=0) == pytest.approx(25)
+    assert critical_path(jobs) == (15, ["a", "c"])
+
+
+def test_cli_prints_the_three_presets(capsys):
+    files = [str(ROOT / "config.yaml"), str(ROOT / "configs" / "winner-smoke.yaml"), str(ROOT / "configs" / "winner.yaml")]
+    assert main(["plan", *[arg for f in files for arg in ("--configfile", f)]]) == 0
+    out = capsys.readouterr().out
+    assert out.count("moastack plan:") == 3
+    assert "23,814 train rows" in out and "estimated wall on 2 cores" in out
+    assert "deepinsight_resnest" in out
+
+
+def test_gpu_benchmark_exits_0_without_cuda(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the benchmark would measure")
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "no CUDA device: nothing measured" in proc.stdout
+    assert out.exists()
