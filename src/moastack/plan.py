@@ -233,9 +233,10 @@ def _block_width(step: dict, sizes: Sizes) -> int:
     return max(1, round(sizes.n_numeric * sum(share.get(str(b), 1.0) for b in blocks)))
 
 
-#: relative cost of feature steps per (row × input column), rankgauss = 1. Only rankgauss, pca,
-#: row_stats, onehot and variance_threshold ran in the demo; umap, factor_analysis and kmeans are
-#: extrapolated from the winner-smoke run where they were measured (see CALIBRATION's comment).
+#: relative cost of feature steps per (row × input column), rankgauss = 1 (the features class's rate prices
+#: the sum). ASSUMED, not measured: the demo's feature sets hold only rankgauss, pca, row_stats, onehot and
+#: variance_threshold (the rate is fitted on them); umap, factor_analysis and kmeans never ran in a
+#: calibration run, so the winner preset's feature jobs are the least certain figures of the plan.
 STEP_WEIGHT = {
     "rankgauss": 1.0, "pca": 0.3, "row_stats": 0.2, "onehot": 0.0, "variance_threshold": 0.05,
     "standardize": 0.05, "umap": 6.0, "factor_analysis": 3.0, "kmeans": 1.0, "morgan": 0.5,
@@ -399,7 +400,19 @@ def job_work(config: dict, job: PlannedJob, sizes: Sizes) -> tuple[str, float, f
 #: start-up seconds, seconds per work unit on one thread, base peak RSS (MB) and RSS per MB of table data,
 #: per cost class; a job with t threads runs its work ``speedup(t)`` times faster. Fitted by
 #: :func:`calibrate` on measured runs (see the comment on the values).
-# @@CALIBRATION-COMMENT@@
+# >>> calibration values (written by the fit; see the comment)
+# Fitted on 2026-12-01 on this project's shared 2-vCPU AMD EPYC machine (23 GB RAM) by
+# moastack.plan.calibrate on ONE cold demo run (config.yaml: 4,000 x 875 synthetic rows, 58 jobs,
+# `snakemake --cores 2`, its results/benchmarks/*.tsv kept in /tmp/baseline-demo/benchmarks). The
+# machine was loaded by other work during that run (load average 6-12 on 2 cores), so each job's
+# time is taken as uncontended, min(wall, cpu_time / utilisation of the least disturbed job of its
+# class), and the fastest of same-size jobs counts. One data size only: start-ups come from the
+# cheapest jobs, rates from each class's jobs' sizes (simple_nn: five models of 2 sizes).
+# train:tabnet and train:resnet2h never ran in the demo: their rates come from
+# `moastack plan --probe --configfile configs/winner.yaml` (one epoch at 23,814 rows, one thread, CPU
+# time): tabnet 6.69 s, resnet2h 2.62 s per epoch; their start-up and
+# memory are simple_nn's. The same probe's simple_nn epoch (12.3 s CPU, nn3_stage1 at full size)
+# gives 0.03077 s/GMAC on one thread against the demo's 0.02206 (kept).
 CALIBRATION: dict[str, dict[str, float]] = {
     'collect': {'startup': 2.871, 'rate': 0.6075, 'mem_base': 835.1, 'mem_per_mb': 1.316, 'points': 1},
     'feature_map': {'startup': 2.871, 'rate': 1.203, 'mem_base': 835.1, 'mem_per_mb': 4.637, 'points': 1},
@@ -408,10 +421,12 @@ CALIBRATION: dict[str, dict[str, float]] = {
     'prepare': {'startup': 2.871, 'rate': 0.2648, 'mem_base': 835.1, 'mem_per_mb': 0.0, 'points': 1},
     'train:deepinsight': {'startup': 2.871, 'rate': 1.0, 'mem_base': 835.1, 'mem_per_mb': 25.51, 'points': 1},
     'train:prior': {'startup': 2.871, 'rate': 2.208e-07, 'mem_base': 835.1, 'mem_per_mb': 5.541, 'points': 1},
+    'train:resnet2h': {'startup': 4.557, 'rate': 0.03954, 'mem_base': 835.1, 'mem_per_mb': 13.53, 'points': 0},
     'train:simple_nn': {'startup': 4.557, 'rate': 0.02206, 'mem_base': 835.1, 'mem_per_mb': 13.53, 'points': 2},
+    'train:tabnet': {'startup': 4.557, 'rate': 0.2078, 'mem_base': 835.1, 'mem_per_mb': 13.53, 'points': 0},
 }
-#: seconds Snakemake itself spends per job between jobs (scheduling, benchmark files, job start)
-DISPATCH_SECONDS = 0.0
+DISPATCH_SECONDS = 0.00  # (measured wall - list schedule of the measured job times) / jobs
+# <<< calibration values
 #: each thread beyond the first adds this much speed (assumed, not fitted: torch's and BLAS's scaling on
 #: 2-4 threads for these small matrices)
 PARALLEL_EFFICIENCY = 0.5
@@ -424,7 +439,11 @@ PARALLEL_EFFICIENCY = 0.5
 #: measured s/epoch per backbone.
 GPU_RATE: dict[str, Any] = {"startup": 30.0, "per_image": 0.0159, "backbones": {},
                             "source": "winners' 12-25 h per model on two 2080 Ti (not measured here)"}
-CALIBRATION_NOTE = ""
+CALIBRATION_NOTE = (
+    "calibration: one cold demo run on a shared 2-vCPU AMD EPYC (2026-12-01; times made uncontended from CPU "
+    "time), tabnet/resnet2h from a one-epoch probe at 23,814 rows; umap/factor_analysis/kmeans step costs and "
+    "the GPU rate (winners' 2080 Ti figure) are not measured. Full epochs (no early stopping)."
+)
 
 
 def _rate(cls: str) -> dict[str, float]:
@@ -816,6 +835,15 @@ def calibrate(runs: list[tuple[dict, str | Path]]) -> dict[str, dict[str, float]
         out[cls] = {"startup": round(startup, 3), "rate": float(f"{rate:.4g}"), "mem_base": round(mem_base, 1),
                     "mem_per_mb": float(f"{mem_rate:.4g}"), "points": len(pts)}
     return out
+
+
+def dispatch_seconds(config: dict, results: str | Path, wall: float, cores: int) -> float:
+    """Snakemake's own time per job in a finished run: (measured wall - the list schedule of the measured job
+    times) / jobs."""
+    bench = read_benchmarks(results)
+    jobs = [j for j in plan_jobs(config) if j.key in bench]
+    secs = {j.key: bench[j.key]["s"] for j in jobs}
+    return max(0.0, (wall - simulate(jobs, cores, dispatch=0.0, seconds=secs)) / max(len(jobs), 1))
 
 
 def measured_schedule(config: dict, results: str | Path) -> dict[str, Any]:
