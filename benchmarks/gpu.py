@@ -78,7 +78,7 @@ def epoch_seconds(model: Any, total: float, epochs: int) -> list[float]:
     return secs or [total / max(epochs, 1)] * epochs
 
 
-def timed_fit(model: Any, X: np.ndarray, Y: np.ndarray, ctx: Any, cuda: bool) -> tuple[float, list[float]]:
+def timed_fit(model: Any, X: np.ndarray, Y: np.ndarray, ctx: Any, cuda: bool) -> float:
     import torch
 
     n_valid = max(1, len(X) // 5)
@@ -88,7 +88,7 @@ def timed_fit(model: Any, X: np.ndarray, Y: np.ndarray, ctx: Any, cuda: bool) ->
     model.fit(X[n_valid:], Y[n_valid:], X[:n_valid], Y[:n_valid], ctx)
     if cuda:
         torch.cuda.synchronize()
-    return time.perf_counter() - t0, []
+    return time.perf_counter() - t0
 
 
 def bench_deepinsight(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -113,28 +113,32 @@ def bench_deepinsight(args: argparse.Namespace) -> list[dict[str, Any]]:
                       "patience": None, "amp": amp, "head_hidden": 512}
             model = build_model("deepinsight", params)
             attach_map(model, fmap)
-            ctx = context("cuda", args.threads, fmap)
-            torch.cuda.reset_peak_memory_stats()
-            total, _ = timed_fit(model, X, Y, ctx, cuda=True)
+            ctx = context(args.device, args.threads, fmap)
+            cuda = args.device == "cuda"
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            total = timed_fit(model, X, Y, ctx, cuda=cuda)
             secs = epoch_seconds(model, total, args.epochs)
             n_train = len(X) - max(1, len(X) // 5)
             t0 = time.perf_counter()
             model.predict(X, ctx)
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
             pred_s = time.perf_counter() - t0
             steady = min(secs[1:]) if len(secs) > 1 else secs[0]
             row = {"model": label, "backbone": backbone, "image": side, "batch": batch, "amp": amp,
                    "rows": len(X), "epochs": args.epochs, "s_per_epoch": steady, "epoch_seconds": secs,
                    "train_images_per_s": n_train / steady, "predict_images_per_s": len(X) / pred_s,
-                   "fit_s": total, "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30}
+                   "fit_s": total, "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}
             # what one fold of the winner preset costs at this speed (real rows, its epochs)
             row["winner_fold_s_35_epochs"] = 35 * (FULL_ROWS * 0.9 * 3 + FULL_ROWS * 0.1) / (3 * row["train_images_per_s"])
             out.append(row)
             print(f"  {label:22s} amp {'on ' if amp else 'off'}  {steady:7.2f} s/epoch on {n_train} images  "
                   f"{row['train_images_per_s']:8.0f} train img/s  {row['predict_images_per_s']:8.0f} predict img/s  "
-                  f"peak {row['peak_gpu_mem_gb']:.1f} GB", flush=True)
+                  f"peak {row['peak_gpu_mem_gb'] or 0:.1f} GB", flush=True)
             del model
-            torch.cuda.empty_cache()
+            if cuda:
+                torch.cuda.empty_cache()
     return out
 
 
@@ -154,10 +158,10 @@ def bench_tabular(args: argparse.Namespace) -> list[dict[str, Any]]:
     )
     for label, arch, width, params in specs:
         X, Y = synthetic(rows, width, 206, seed=1)
-        for device in ("cuda", "cpu") if args.cpu_reference else ("cuda",):
+        for device in (args.device, "cpu") if args.cpu_reference and args.device == "cuda" else (args.device,):
             model = build_model(arch, params)
             ctx = context(device, args.threads)
-            total, _ = timed_fit(model, X, Y, ctx, cuda=device == "cuda")
+            total = timed_fit(model, X, Y, ctx, cuda=device == "cuda")
             secs = epoch_seconds(model, total, args.epochs)
             steady = min(secs[1:]) if len(secs) > 1 else secs[0]
             out.append({"model": label, "arch": arch, "device": device, "rows": rows, "width": width,
@@ -203,21 +207,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-reference", action="store_true", help="also time the simple NN and TabNet on CPU")
     parser.add_argument("--skip", nargs="*", default=[], choices=["deepinsight", "tabular", "agreement"])
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                        help="cpu: run the same code on the CPU (to try the script at tiny --rows/--full-rows)")
     args = parser.parse_args(argv)
 
     import torch
 
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: nothing measured")
         if args.out:
             args.out.write_text(json.dumps({"cuda": False, "measured": {}}, indent=2) + "\n")
         return 0
     logging.basicConfig(level=logging.WARNING)
     torch.backends.cudnn.benchmark = True
-    name = torch.cuda.get_device_name(0)
+    name = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU ({platform.processor() or 'cpu'})"
     print(f"device: {name}, torch {torch.__version__}, CUDA {torch.version.cuda}; {args.rows} rows × {WIDTH} columns "
           f"for the CNNs, {args.full_rows} rows for the simple NN / TabNet, {args.epochs} epochs")
-    result: dict[str, Any] = {"cuda": True, "device": name, "torch": torch.__version__, "cuda_version": torch.version.cuda,
+    result: dict[str, Any] = {"cuda": args.device == "cuda", "device": name, "torch": torch.__version__,
+                              "cuda_version": torch.version.cuda,
                               "host": platform.node(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "args": vars(args)}
     result["args"]["out"] = str(args.out) if args.out else None
     measured: dict[str, Any] = {}
@@ -227,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     if "tabular" not in args.skip:
         print("tabular NNs at full size:")
         measured["tabular"] = bench_tabular(args)
-    if "agreement" not in args.skip:
+    if "agreement" not in args.skip and args.device == "cuda":
         print("CUDA vs CPU:")
         measured["agreement"] = check_agreement(args)
     result["measured"] = measured

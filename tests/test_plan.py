@@ -107,3 +107,55 @@ def test_gpu_benchmark_exits_0_without_cuda(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "no CUDA device: nothing measured" in proc.stdout
     assert out.exists()
+
+
+def _fake_run(tmp_path, config: dict, rate: float = 0.5, startup: float = 3.0, slow: str | None = None):
+    """Benchmark TSVs as Snakemake writes them, for jobs costing startup + rate x size (single-thread units);
+    the job ``slow`` waited for the CPU: twice the wall time, the same CPU time."""
+    from moastack.plan import data_sizes, job_work, speedup
+
+    sizes = data_sizes(config)
+    results = tmp_path / "results"
+    for job in plan_jobs(config):
+        cls, work, _ = job_work(config, job, sizes)
+        s = startup + rate * work / speedup(job.threads)
+        cpu = 0.9 * s
+        if job.key == slow:
+            s *= 2
+        rel = {"prepare": "prepare", "blend": "blend", "submission": "submission", "report": "report"}.get(job.rule)
+        if job.rule == "train":
+            rel = f"models/{job.model}/seed{job.wildcards['seed']}/fold{job.wildcards['fold']}"
+        elif job.rule == "collect":
+            rel = f"models/{job.wildcards['model']}/collect"
+        elif job.rule in ("folds", "features"):
+            rel = f"{job.rule}/{next(iter(job.wildcards.values()))}"
+        path = results / "benchmarks" / f"{rel}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+                        f"{s:.4f}\t0:00:00\t900\t1\t1\t1\t0\t0\t90\t{cpu:.4f}\n")
+    return results
+
+
+def test_calibration_recovers_the_constants_of_a_run_and_ignores_a_disturbed_job(tmp_path):
+    from moastack.plan import calibrate, measured_schedule
+
+    config = load_config(SMOKE_CONFIG)
+    slow = "train[model=nn,seed=0,fold=1]"
+    results = _fake_run(tmp_path, config, slow=slow)
+    fitted = calibrate([(config, results)])
+    nn = fitted["train:simple_nn"]
+    # the start-up comes from the cheapest job of the run (start-up + a little work), the rate through the rest
+    assert nn["startup"] == pytest.approx(3.0, abs=0.05) and nn["rate"] == pytest.approx(0.5, rel=0.02)
+    measured = measured_schedule(config, results)
+    assert measured["jobs"] == len(plan_jobs(config))
+    assert measured["rules"]["train"]["jobs"] == 9
+    assert measured["critical_path"][0] == "prepare" and measured["critical_path"][-1] in ("submission", "report")
+
+
+def test_a_job_that_waited_for_the_cpu_counts_at_its_class_utilisation():
+    from moastack.plan import uncontended_seconds
+
+    bench = {"a": {"s": 10.0, "cpu_time": 9.0}, "b": {"s": 20.0, "cpu_time": 9.0}, "c": {"s": 4.0, "cpu_time": 1.0}}
+    idle = uncontended_seconds(bench, {"a": "train:x", "b": "train:x", "c": "collect"})
+    assert idle["a"] == pytest.approx(10.0) and idle["b"] == pytest.approx(10.0)  # b: 9 s CPU at a's 0.9
+    assert idle["c"] == pytest.approx(1.0 / 0.7)  # alone in its class: the undisturbed floor, 0.7
