@@ -159,3 +159,21 @@ def test_a_job_that_waited_for_the_cpu_counts_at_its_class_utilisation():
     idle = uncontended_seconds(bench, {"a": "train:x", "b": "train:x", "c": "collect"})
     assert idle["a"] == pytest.approx(10.0) and idle["b"] == pytest.approx(10.0)  # b: 9 s CPU at a's 0.9
     assert idle["c"] == pytest.approx(1.0 / 0.7)  # alone in its class: the undisturbed floor, 0.7
+
+
+def test_measured_gpu_rates_price_the_cnns(tmp_path):
+    import json
+
+    from moastack.plan import gpu_rate_from_json
+
+    path = tmp_path / "gpu.json"
+    path.write_text(json.dumps({"cuda": True, "device": "test", "measured": {"deepinsight": [
+        {"backbone": "efficientnet_b3", "amp": True, "s_per_epoch": 2.0, "rows": 400},
+        {"backbone": "resnest50d", "amp": True, "s_per_epoch": 1.0, "rows": 400},
+        {"backbone": "resnest50d", "amp": False, "s_per_epoch": 3.0, "rows": 400}]}}))
+    rate = gpu_rate_from_json(path)
+    plan = make_plan(load_config(ROOT / "configs" / "winner.yaml"), gpu_rate=rate)
+    rows = {r["model"]: r for r in plan.rows() if r["rule"] == "train"}
+    images = 35 * 23814 + 3982  # epochs x rows + the test rows, per fold
+    assert rows["deepinsight_effnet"]["gpu_h"] == pytest.approx(10 * (30 + 2.0 / 400 * images) / 3600)
+    assert rows["deepinsight_resnest"]["gpu_h"] == pytest.approx(10 * (30 + 1.0 / 400 * images) / 3600)

@@ -143,9 +143,9 @@ def plan_jobs(config: dict) -> list[PlannedJob]:
     models = config["models"]
     jobs: list[PlannedJob] = []
 
-    def add(rule: str, wildcards: dict | None = None, model: str | None = None, deps: list[str] | None = None,
-            resource_rule: str | None = None) -> PlannedJob:
-        res = resources_for(config, resource_rule or rule, model)
+    def add(rule: str, wildcards: dict | None = None, model: str | None = None, deps: list[str] | None = None
+            ) -> PlannedJob:
+        res = resources_for(config, rule, model)
         job = PlannedJob(rule, dict(wildcards or {}), model, int(res.get("threads", 1)),
                          bool(model is not None and rule == "train" and wants_gpu(config, model)),
                          list(deps or []))
@@ -183,9 +183,10 @@ def plan_jobs(config: dict) -> list[PlannedJob]:
             keys.append(add("train", {"model": name, "seed": seed, "fold": fold}, model=name, deps=deps).key)
         train_keys[name] = keys
     collects = {name: add("collect", {"model": name}, model=None, deps=train_keys[name]) for name in models}
+    known = {j.key for j in jobs}
     for job in jobs:  # the collect/tune/train keys named above exist now
         if job.rule in ("train", "tune"):
-            missing = [d for d in job.deps if d not in {j.key for j in jobs}]
+            missing = [d for d in job.deps if d not in known]
             if missing:
                 raise ValueError(f"plan: {job.key} depends on unknown jobs {missing}")
     blend = add("blend", deps=[collects[m].key for m in blend_members(config)])
@@ -470,9 +471,10 @@ def gpu_rate_from_json(path: str | Path) -> dict[str, Any]:
 
 def _gpu_seconds(config: dict, job: PlannedJob, sizes: Sizes, gpu_rate: dict[str, Any]) -> float:
     m = config["models"][job.model]
-    backbone = str((m.get("params") or {}).get("backbone", "resnet10t"))
-    per_image = gpu_rate.get("backbones", {}).get(backbone.split(".")[0],
-                                                  gpu_rate.get("backbones", {}).get(backbone, gpu_rate["per_image"]))
+    backbone = str((m.get("params") or {}).get("backbone", "resnet10t")).split(".")[0]  # no pretrained tag
+    measured = gpu_rate.get("backbones", {})
+    # tf_efficientnet_b3 is efficientnet_b3 with TensorFlow's padding: what gpu.py times stands for both
+    per_image = measured.get(backbone, measured.get(backbone.removeprefix("tf_"), gpu_rate["per_image"]))
     images = _epochs(m["arch"], m) * sizes.n_train + sizes.n_test
     return gpu_rate["startup"] + per_image * images
 
