@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{run['critical_path_s']:.1f} s; load average {run['load_before']} before, {run['load_after']} after",
               flush=True)
     last = runs[-1]
-    print(f"\n{'rule':<12} {'jobs':>5} {'sum s':>9} {'median s':>9} {'max RSS MB':>11}   (last run)")
+    print(f"\n{'rule':<28} {'jobs':>5} {'sum s':>9} {'median s':>9} {'max RSS MB':>11}   (last run)")
     for rule, r in last["rules"].items():
-        print(f"{rule:<12} {r['jobs']:>5} {r['sum_s']:>9.1f} {r['median_s']:>9.2f} {r['max_rss_mb']:>11.0f}")
+        print(f"{rule:<28} {r['jobs']:>5} {r['sum_s']:>9.1f} {r['median_s']:>9.2f} {r['max_rss_mb']:>11.0f}")
     print(f"critical path: {last['critical_path_s']:.1f} s: {' → '.join(last['critical_path'])}")
     walls = [r["wall_s"] for r in runs]
     median = statistics.median(walls)

@@ -140,9 +140,9 @@ def _plan(args: argparse.Namespace) -> int:
             print(json.dumps({"calibration": fitted, "measured": measured}, indent=2))
         else:
             print(f"measured in {args.calibrate}: {measured['jobs']} jobs")
-            print(f"{'rule':<12} {'jobs':>5} {'sum s':>9} {'median s':>9} {'max RSS MB':>11}")
+            print(f"{'rule':<28} {'jobs':>5} {'sum s':>9} {'median s':>9} {'max RSS MB':>11}")
             for rule, r in measured["rules"].items():
-                print(f"{rule:<12} {r['jobs']:>5} {r['sum_s']:>9.1f} {r['median_s']:>9.2f} {r['max_rss_mb']:>11.0f}")
+                print(f"{rule:<28} {r['jobs']:>5} {r['sum_s']:>9.1f} {r['median_s']:>9.2f} {r['max_rss_mb']:>11.0f}")
             print(f"critical path {measured['critical_path_s']:.1f} s: {' -> '.join(measured['critical_path'])}")
             print("fitted constants (seconds = startup + rate x size; RSS MB = mem_base + mem_per_mb x data MB):")
             for cls, c in fitted.items():

@@ -856,6 +856,10 @@ def measured_schedule(config: dict, results: str | Path) -> dict[str, Any]:
     per_rule: dict[str, list[PlannedJob]] = defaultdict(list)
     for j in jobs:
         per_rule[j.rule].append(j)
+    for j in jobs:
+        if j.rule == "train":
+            per_rule[f"  train {j.model}"].append(j)
+
     table = {rule: {"jobs": len(js), "sum_s": sum(secs[j.key] for j in js),
                     "median_s": statistics.median(secs[j.key] for j in js),
                     "max_rss_mb": max(bench[j.key]["max_rss"] for j in js)} for rule, js in per_rule.items()}
