@@ -134,7 +134,7 @@ def bench_deepinsight(args: argparse.Namespace) -> list[dict[str, Any]]:
             row["winner_fold_s_35_epochs"] = 35 * (FULL_ROWS * 0.9 * 3 + FULL_ROWS * 0.1) / (3 * row["train_images_per_s"])
             out.append(row)
             print(f"  {label:22s} amp {'on ' if amp else 'off'}  {steady:7.2f} s/epoch on {n_train} images  "
-                  f"{row['train_images_per_s']:8.0f} train img/s  {row['predict_images_per_s']:8.0f} predict img/s  "
+                  f"{row['train_images_per_s']:8.1f} train img/s  {row['predict_images_per_s']:8.1f} predict img/s  "
                   f"peak {row['peak_gpu_mem_gb'] or 0:.1f} GB", flush=True)
             del model
             if cuda:
@@ -225,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
           f"for the CNNs, {args.full_rows} rows for the simple NN / TabNet, {args.epochs} epochs")
     result: dict[str, Any] = {"cuda": args.device == "cuda", "device": name, "torch": torch.__version__,
                               "cuda_version": torch.version.cuda,
-                              "host": platform.node(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "args": vars(args)}
-    result["args"]["out"] = str(args.out) if args.out else None
+                              "host": platform.node(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                              "args": {**vars(args), "out": str(args.out) if args.out else None}}
     measured: dict[str, Any] = {}
     if "deepinsight" not in args.skip:
         print("DeepInsight CNNs (pretrained=False, synthetic images):")
