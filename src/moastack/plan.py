@@ -404,31 +404,33 @@ def job_work(config: dict, job: PlannedJob, sizes: Sizes) -> tuple[str, float, f
 # >>> calibration values (written by the fit; see the comment)
 # Fitted on 2026-12-01 on this project's shared 2-vCPU AMD EPYC machine (23 GB RAM) by
 # moastack.plan.calibrate on ONE cold demo run (config.yaml: 4,000 x 875 synthetic rows,
-# `snakemake --cores 2`): the 43 of its 57 jobs that had finished when this was fitted (no blend,
-# submission or report yet: those classes fall back to a 3 s start-up). The
+# `snakemake --cores 2`, 6,413 s wall): all 57 of its jobs (blend,
+# submission and report included). The
 # machine was loaded by other work during that run (load average 6-12 on 2 cores), so each job's
 # time is taken as uncontended, min(wall, cpu_time / utilisation of the least disturbed job of its
-# class), the fastest of same-size jobs counts and jobs with under half their class's best CPU share
-# are left out (their CPU time is inflated by spinning threads). One data size only: start-ups come from the
+# class), and the fastest of same-size jobs counts. One data size only: start-ups come from the
 # cheapest jobs, rates from each class's jobs' sizes (simple_nn: five models of 2 sizes).
 # train:tabnet and train:resnet2h never ran in the demo: their rates come from
 # `moastack plan --probe --configfile configs/winner.yaml` (one epoch at 23,814 rows, one thread, CPU
 # time): tabnet 6.69 s, resnet2h 2.62 s per epoch; their start-up and
 # memory are simple_nn's. The same probe's simple_nn epoch (12.3 s CPU, nn3_stage1 at full size)
-# gives 0.03077 s/GMAC on one thread against the demo's 0.02206 (kept).
+# gives 0.03077 s/GMAC on one thread against the demo's 0.01765 (kept; the NN rates are uncertain by that 1.7x).
 CALIBRATION: dict[str, dict[str, float]] = {
-    'collect': {'startup': 5.49, 'rate': 0.04082, 'mem_base': 835.1, 'mem_per_mb': 0.7346, 'points': 2},
-    'feature_map': {'startup': 2.871, 'rate': 1.203, 'mem_base': 835.1, 'mem_per_mb': 4.637, 'points': 1},
-    'features': {'startup': 2.624, 'rate': 0.8452, 'mem_base': 835.1, 'mem_per_mb': 2.128, 'points': 2},
-    'folds': {'startup': 2.871, 'rate': 0.3721, 'mem_base': 835.1, 'mem_per_mb': 9.745, 'points': 1},
-    'prepare': {'startup': 2.871, 'rate': 0.2648, 'mem_base': 835.1, 'mem_per_mb': 0.0, 'points': 1},
-    'train:deepinsight': {'startup': 2.871, 'rate': 1.0, 'mem_base': 835.1, 'mem_per_mb': 25.51, 'points': 1},
-    'train:prior': {'startup': 2.871, 'rate': 2.208e-07, 'mem_base': 835.1, 'mem_per_mb': 5.541, 'points': 1},
-    'train:resnet2h': {'startup': 4.557, 'rate': 0.03954, 'mem_base': 835.1, 'mem_per_mb': 12.97, 'points': 0},
-    'train:simple_nn': {'startup': 4.557, 'rate': 0.02206, 'mem_base': 835.1, 'mem_per_mb': 12.97, 'points': 3},
-    'train:tabnet': {'startup': 4.557, 'rate': 0.2078, 'mem_base': 835.1, 'mem_per_mb': 12.97, 'points': 0},
+    'blend': {'startup': 2.871, 'rate': 0.4638, 'mem_base': 745.7, 'mem_per_mb': 9.424, 'points': 1},
+    'collect': {'startup': 2.871, 'rate': 0.3318, 'mem_base': 745.7, 'mem_per_mb': 5.203, 'points': 2},
+    'feature_map': {'startup': 2.871, 'rate': 1.203, 'mem_base': 745.7, 'mem_per_mb': 7.822, 'points': 1},
+    'features': {'startup': 2.624, 'rate': 0.8452, 'mem_base': 745.7, 'mem_per_mb': 3.756, 'points': 2},
+    'folds': {'startup': 2.871, 'rate': 0.3721, 'mem_base': 745.7, 'mem_per_mb': 36.87, 'points': 1},
+    'prepare': {'startup': 2.871, 'rate': 0.2648, 'mem_base': 745.7, 'mem_per_mb': 5.109, 'points': 1},
+    'report': {'startup': 2.871, 'rate': 0.05242, 'mem_base': 745.7, 'mem_per_mb': 3.825, 'points': 1},
+    'submission': {'startup': 2.871, 'rate': 0.9015, 'mem_base': 745.7, 'mem_per_mb': 0.0, 'points': 1},
+    'train:deepinsight': {'startup': 2.871, 'rate': 1.0, 'mem_base': 745.7, 'mem_per_mb': 29.63, 'points': 1},
+    'train:prior': {'startup': 2.871, 'rate': 2.208e-07, 'mem_base': 745.7, 'mem_per_mb': 9.408, 'points': 1},
+    'train:resnet2h': {'startup': 5.667, 'rate': 0.03954, 'mem_base': 1098.2, 'mem_per_mb': 3.398, 'points': 0},
+    'train:simple_nn': {'startup': 5.667, 'rate': 0.01765, 'mem_base': 1098.2, 'mem_per_mb': 3.398, 'points': 4},
+    'train:tabnet': {'startup': 5.667, 'rate': 0.2078, 'mem_base': 1098.2, 'mem_per_mb': 3.398, 'points': 0},
 }
-DISPATCH_SECONDS = 0.00  # (measured wall - list schedule of the measured job times) / jobs; not fitted: the run had not ended
+DISPATCH_SECONDS = 0.00  # (measured wall - list schedule of the measured job times) / jobs: 6,413 - 6,414 s
 # <<< calibration values
 #: each thread beyond the first adds this much speed (assumed, not fitted: torch's and BLAS's scaling on
 #: 2-4 threads for these small matrices)
@@ -443,7 +445,7 @@ PARALLEL_EFFICIENCY = 0.5
 GPU_RATE: dict[str, Any] = {"startup": 30.0, "per_image": 0.0159, "backbones": {},
                             "source": "winners' 12-25 h per model on two 2080 Ti (not measured here)"}
 CALIBRATION_NOTE = (
-    "calibration: the first jobs of one cold demo run on a shared 2-vCPU AMD EPYC (2026-12-01; uncontended by CPU "
+    "calibration: one cold demo run on a shared 2-vCPU AMD EPYC (2026-12-01; uncontended by CPU "
     "time), tabnet/resnet2h from a one-epoch probe at 23,814 rows; umap/factor_analysis/kmeans step costs and "
     "the GPU rate (winners' 2080 Ti figure) are not measured. Full epochs (no early stopping)."
 )
