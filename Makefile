@@ -7,7 +7,7 @@ CORES ?= 2
 # torchvision picked by pip beside another torch build fails to import). The package's ranges accept it.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test test-cluster lint bench clean dag
+.PHONY: install demo test test-cluster lint bench clean dag plan
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/snakemake --cores $(CORES) --show-failed-logs
 	@echo "submission: results/submission.csv"; cat results/blend/score.json | head -5
+
+# cost preview (jobs, CPU/GPU hours, peak memory) of the demo, winner-smoke and winner presets
+plan: install
+	$(BIN)/moastack plan --configfile config.yaml --configfile configs/winner-smoke.yaml --configfile configs/winner.yaml
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -2,6 +2,7 @@
 
     moastack predict --results results/ --input new_test_features.csv --output predictions.csv
     moastack report --results results/ --output-dir results/report
+    moastack plan --configfile configs/winner.yaml          # jobs, CPU/GPU hours, memory before a run
 """
 
 from __future__ import annotations
@@ -58,6 +59,37 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output-dir", default=None, help="where to write the report (default: RESULTS/report)")
     r.add_argument("--worst-targets", type=_positive_int, default=20, help="how many worst targets to show")
     r.set_defaults(func=_report)
+
+    pl = sub.add_parser(
+        "plan",
+        help="cost preview: jobs, CPU/GPU hours and peak memory per rule and model, before running",
+        description=(
+            "List, for each rule and each model of a config, the jobs the workflow would run and their estimated "
+            "CPU hours (GPU hours for device: cuda models) and peak memory, from a size model calibrated on measured "
+            "runs (README: 'Before you run: cost preview'); then the estimated wall time on --cores cores and the "
+            "critical path. Reads the config only: nothing runs."
+        ),
+    )
+    pl.add_argument("--configfile", action="append", default=None,
+                    help="config to plan (repeat for several; default: config.yaml)")
+    pl.add_argument("--rows", type=_positive_int, default=None,
+                    help="train rows (default: the config's synthetic n_train, or lish-moa's 23,814 for source: dir)")
+    pl.add_argument("--test-rows", type=_positive_int, default=None, help="test rows (default: scaled with --rows)")
+    pl.add_argument("--features", type=_positive_int, default=None, help="raw feature columns (default: 875)")
+    pl.add_argument("--cores", type=_positive_int, default=2, help="cores for the wall-time estimate (default: 2)")
+    pl.add_argument("--gpus", type=int, default=1, help="GPUs for the wall-time estimate (default: 1)")
+    pl.add_argument("--background-load", type=float, default=0.0,
+                    help="other work's load average on the machine: CPU jobs get cores/(cores+load) of it (default: 0, idle)")
+    pl.add_argument("--gpu-json", default=None,
+                    help="benchmarks/gpu.py --out JSON: price the CNNs' GPU hours with its measured images/s")
+    pl.add_argument("--json", action="store_true", help="print the plan as JSON")
+    pl.add_argument("--calibrate", metavar="RESULTS", default=None,
+                    help="instead: fit the size model's constants on a finished run's RESULTS/benchmarks "
+                         "(with the first --configfile) and print them")
+    pl.add_argument("--probe", action="store_true",
+                    help="instead: time one epoch of the config's simple_nn, tabnet and resnet2h models at its size on "
+                         "one thread (CPU time) and print their rates per GMAC (imports torch; minutes at full size)")
+    pl.set_defaults(func=_plan)
     return parser
 
 
@@ -85,6 +117,51 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    import json
+
+    from moastack.config import load_config
+    from moastack.plan import calibrate, gpu_rate_from_json, make_plan, measured_schedule
+
+    configfiles = args.configfile or ["config.yaml"]
+    if args.probe:
+        from moastack.plan import data_sizes, probe
+
+        config = load_config(configfiles[0])
+        result = probe(config, data_sizes(config, args.rows, args.features, args.test_rows))
+        if args.json:
+            print(json.dumps(result, indent=2))
+        return 0
+    if args.calibrate:
+        config = load_config(configfiles[0])
+        fitted = calibrate([(config, args.calibrate)])
+        measured = measured_schedule(config, args.calibrate)
+        if args.json:
+            print(json.dumps({"calibration": fitted, "measured": measured}, indent=2))
+        else:
+            print(f"measured in {args.calibrate}: {measured['jobs']} jobs")
+            print(f"{'rule':<28} {'jobs':>5} {'sum s':>9} {'median s':>9} {'max RSS MB':>11}")
+            for rule, r in measured["rules"].items():
+                print(f"{rule:<28} {r['jobs']:>5} {r['sum_s']:>9.1f} {r['median_s']:>9.2f} {r['max_rss_mb']:>11.0f}")
+            print(f"critical path {measured['critical_path_s']:.1f} s: {' -> '.join(measured['critical_path'])}")
+            print("fitted constants (seconds = startup + rate x size; RSS MB = mem_base + mem_per_mb x data MB):")
+            for cls, c in fitted.items():
+                print(f"  {cls:20s} {c}")
+        return 0
+    gpu_rate = gpu_rate_from_json(args.gpu_json) if args.gpu_json else None
+    plans = []
+    for path in configfiles:
+        plan = make_plan(load_config(path), path, rows=args.rows, features=args.features, test_rows=args.test_rows,
+                         cores=args.cores, gpus=args.gpus, gpu_rate=gpu_rate, background_load=args.background_load)
+        plans.append(plan)
+        if not args.json:
+            print(plan.format())
+            print()
+    if args.json:
+        print(json.dumps([p.to_dict() for p in plans], indent=2))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -92,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from moastack.data.validate import InputError
 
     expected: tuple[type[BaseException], ...] = (InputError, FileNotFoundError, NotImplementedError)
+    if args.command == "plan":
+        from moastack.config import ConfigError
+
+        expected += (ConfigError,)
     if args.command == "predict":
         from moastack.predict import PredictError
 
