@@ -177,3 +177,11 @@ def test_measured_gpu_rates_price_the_cnns(tmp_path):
     images = 35 * 23814 + 3982  # epochs x rows + the test rows, per fold
     assert rows["deepinsight_effnet"]["gpu_h"] == pytest.approx(10 * (30 + 2.0 / 400 * images) / 3600)
     assert rows["deepinsight_resnest"]["gpu_h"] == pytest.approx(10 * (30 + 1.0 / 400 * images) / 3600)
+
+
+def test_archs_without_a_size_model_are_named_not_priced():
+    from moastack.plan import load_and_plan
+
+    plan = load_and_plan(ROOT / "configs" / "zoo.yaml")
+    assert {"random_forest", "xgboost", "cnn1d_soft"} <= set(plan.uncalibrated)
+    assert "simple_nn" not in plan.uncalibrated and "not priced" in plan.format()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import heapq
-import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -344,13 +343,11 @@ def train_work(config: dict, name: str, sizes: Sizes) -> tuple[str, float, float
         gmacs = _backbone_gmacs(m, config)
         images = epochs * (3 * n_fit + n_valid) + sizes.n_test
         return "train:deepinsight", images * gmacs, data_bytes
-    if arch == "random_forest":
-        trees = int(params.get("n_estimators", 100))
-        return "train:random_forest", trees * n_out * n_fit * math.sqrt(n_in), data_bytes
+    if arch not in MAC_ARCHS:  # no size model measured for it: counted at its start-up only, and said so
+        return UNCALIBRATED, 0.0, data_bytes
     macs = macs_per_row(arch, params, n_in, n_out)
     rows = epochs * (3 * n_fit + n_valid) + sizes.n_test
-    cls = f"train:{arch}" if arch in ("simple_nn", "resnet2h", "tabnet") else "train:simple_nn"
-    return cls, rows * macs / 1e9, data_bytes  # GMACs
+    return f"train:{arch}", rows * macs / 1e9, data_bytes  # GMACs
 
 
 def job_work(config: dict, job: PlannedJob, sizes: Sizes) -> tuple[str, float, float]:
@@ -451,9 +448,17 @@ CALIBRATION_NOTE = (
 )
 
 
+#: archs whose train cost is priced by multiply-adds per row (calibrated classes train:<arch>)
+MAC_ARCHS = ("simple_nn", "resnet2h", "tabnet")
+#: the cost class of archs without a measured size model (random_forest, the 1-D CNNs, the classic models)
+UNCALIBRATED = "train:uncalibrated"
+
+
 def _rate(cls: str) -> dict[str, float]:
     if cls in CALIBRATION:
         return CALIBRATION[cls]
+    if cls == UNCALIBRATED:
+        return {**CALIBRATION.get("train:prior", {"startup": 5.0, "mem_base": 1000, "mem_per_mb": 3.0}), "rate": 0.0}
     if cls.startswith("train:"):
         return CALIBRATION.get("train:simple_nn", {"startup": 5.0, "rate": 1.0, "mem_base": 1000, "mem_per_mb": 3.0})
     return {"startup": 3.0, "rate": 0.0, "mem_base": 900, "mem_per_mb": 3.0}
@@ -618,6 +623,12 @@ class Plan:
     wall: float
     critical: float
     critical_jobs: list[str]
+    model_archs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def uncalibrated(self) -> list[str]:
+        """Archs of train jobs the size model cannot price."""
+        return sorted({self.model_archs[j.model] for j in self.jobs if j.cost_class == UNCALIBRATED})
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per rule, and per model for train: jobs, CPU hours, GPU hours, peak memory."""
@@ -630,9 +641,7 @@ class Plan:
         for (rule, model), js in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), 0)):
             cpu = sum(j.seconds * j.threads for j in js if not j.gpu) / 3600
             gpu = sum(j.seconds for j in js if j.gpu) / 3600
-            arch = ""
-            if model:
-                arch = js[0].cost_class.split(":", 1)[-1]
+            arch = self.model_archs.get(model, "") if model else ""
             out.append({"rule": rule, "model": model, "arch": arch, "jobs": len(js),
                         "threads": max(j.threads for j in js), "median_job_s": statistics.median(j.seconds for j in js),
                         "cpu_h": cpu, "gpu_h": gpu, "peak_mem_mb": max(j.mem_mb for j in js),
@@ -671,6 +680,9 @@ class Plan:
                      f"{' → '.join(_short(k) for k in _squeeze(self.critical_jobs))})")
         if CALIBRATION_NOTE:
             lines.append(CALIBRATION_NOTE)
+        if self.uncalibrated:
+            lines.append(f"not priced (no measured size model; counted at job start-up only, so the totals are "
+                         f"lower bounds): {', '.join(self.uncalibrated)}")
         return "\n".join(lines)
 
 
@@ -706,7 +718,8 @@ def make_plan(config: dict, config_name: str = "config", rows: int | None = None
         gpus = 1
     wall = simulate(jobs, cores, gpus)
     crit, crit_jobs = critical_path(jobs)
-    return Plan(config_name, sizes, jobs, cores, gpus, wall, crit, crit_jobs)
+    return Plan(config_name, sizes, jobs, cores, gpus, wall, crit, crit_jobs,
+                {name: m["arch"] for name, m in config["models"].items()})
 
 
 def load_and_plan(configfile: str | Path, **kwargs: Any) -> Plan:
