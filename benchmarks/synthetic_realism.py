@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
-from _common import ROOT, SNAKEMAKE
+from _common import ROOT, run_workflow
 
 sys.path.insert(0, str(ROOT / "src"))
 from moastack.data.realism import structure_table  # noqa: E402
@@ -48,19 +46,6 @@ def realism_config(n_train: int, n_test: int) -> dict:
     return config
 
 
-def run_targets(workdir: Path, config: dict, targets: list[str], cores: int) -> float:
-    """Like ``_common.run_workflow``, for named targets (which must precede ``--quiet``'s choice)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", str(cores), *targets, "--quiet", "all"]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return time.perf_counter() - start
-
-
 def fold_predictions(results: Path, model: str, folds: list[int]) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(results / "models" / model / "seed0" / f"fold{f}" / "oof.parquet")
                       for f in folds]).set_index("sig_id")
@@ -69,7 +54,7 @@ def fold_predictions(results: Path, model: str, folds: list[int]) -> pd.DataFram
 def difficulty(workdir: Path, config: dict, folds: list[int], cores: int) -> pd.DataFrame:
     """Run the four models' fold jobs through Snakemake; CV log loss, ratio and ROC-AUC per scheme."""
     targets = [f"results/models/{m}/seed0/fold{f}/oof.parquet" for _, *ms, _ in SCHEMES for m in ms for f in folds]
-    wall = run_targets(workdir, config, targets, cores)
+    wall = run_workflow(workdir, config, *targets, cores=cores)
     results = workdir / "results"
     truth = pd.read_parquet(results / "data" / "train_targets_scored.parquet").set_index("sig_id")
     rows = []

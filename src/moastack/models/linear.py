@@ -50,9 +50,7 @@ class LogisticModel(PerTargetModel):
         _check_choice(self.arch, "class_weight", self.param("class_weight"), _CLASS_WEIGHTS)
 
     def fit_target(self, j, X, y, X_valid, y_valid, context):
-        import warnings
 
-        from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
 
         model = LogisticRegression(
@@ -63,12 +61,7 @@ class LogisticModel(PerTargetModel):
             tol=float(self.param("tol")),
             random_state=int(context.seed) + j,
         )
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            model.fit(X, y)
-        if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-            context.logger.warning("logistic: target %d did not converge in %d iterations", j, model.max_iter)
-        return model
+        return _fit_logging_convergence(model, X, y, context, f"logistic: target {j}", model.max_iter)
 
     def predict_target(self, estimator, X, context):
         return positive_proba(estimator, X)
@@ -100,10 +93,8 @@ class SVMModel(PerTargetModel):
         _check_choice(self.arch, "class_weight", self.param("class_weight"), _CLASS_WEIGHTS)
 
     def fit_target(self, j, X, y, X_valid, y_valid, context: FitContext):
-        import warnings
 
         from sklearn.calibration import CalibratedClassifierCV
-        from sklearn.exceptions import ConvergenceWarning
         from sklearn.model_selection import StratifiedKFold
         from sklearn.svm import LinearSVC
 
@@ -123,12 +114,21 @@ class SVMModel(PerTargetModel):
             random_state=int(context.seed) + j,
         )
         model = CalibratedClassifierCV(svm, method=self.param("method"), cv=StratifiedKFold(folds))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            model.fit(X, y)
-        if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-            context.logger.warning("svm: target %d did not converge in %d iterations", j, svm.max_iter)
-        return model
+        return _fit_logging_convergence(model, X, y, context, f"svm: target {j}", svm.max_iter)
 
     def predict_target(self, estimator, X, context):
         return positive_proba(estimator, X)
+
+
+def _fit_logging_convergence(model, X, y, context: FitContext, what: str, max_iter: int):
+    """Fit ``model``; a ConvergenceWarning becomes one log line naming the target (not a warning per call)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model.fit(X, y)
+    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        context.logger.warning("%s did not converge in %d iterations", what, max_iter)
+    return model
