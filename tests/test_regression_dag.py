@@ -375,6 +375,7 @@ def test_target_encoding_never_sees_the_validation_fold(run, tmp_path):
     """Poison the validation rows' targets: the fold's encodings of every row stay the same; an encoder fitted
     on all rows (the leak) would move."""
     from moastack.features.target_encoding import TargetEncoder
+    from moastack.spec import ModelSpec
     from moastack.train import FoldJob, load_fold_data
 
     results = run / "results"
@@ -388,7 +389,8 @@ def test_target_encoding_never_sees_the_validation_fold(run, tmp_path):
 
     def data(target_path):
         return load_fold_data(FoldJob(
-            "mlp", cfg, 0, 0, str(results / "features/cell/train.parquet"), str(results / "features/cell/test.parquet"),
+            ModelSpec.from_entry("mlp", cfg, "regression"), 0, 0, str(results / "features/cell/train.parquet"),
+            str(results / "features/cell/test.parquet"),
             str(results / "folds/rare2.parquet"), target_path, str(results / "data/train_features.parquet"),
             str(results / "data/test_features.parquet")))
 
