@@ -44,12 +44,6 @@ class JobRows:
         return JobRows(self.X[rows], self.names, None if self.meta is None else self.meta[rows],
                        self.meta_names, keys)
 
-    def append(self, other: JobRows) -> JobRows:
-        """These rows, then ``other``'s (same columns)."""
-        keys = None if self.keys is None else pd.concat([self.keys, other.keys], ignore_index=True)
-        meta = None if self.meta is None else np.vstack([self.meta, other.meta])
-        return JobRows(np.vstack([self.X, other.X]), self.names, meta, self.meta_names, keys)
-
 
 class FoldPipeline:
     """The per-fold transforms of one model (see the module docstring), fitted on its training rows."""

@@ -18,7 +18,7 @@ from moastack.metrics import mrrmse
 from moastack.models.base import FitContext, TabularModel
 from moastack.models.regression_losses import check_loss_weights, mixed_regression_loss
 from moastack.models.simple_nn import ACTIVATIONS, build_mlp
-from moastack.models.trainer import TrainConfig, seed_everything, set_threads, train_module
+from moastack.models.trainer import TrainConfig, predict_module, seed_everything, set_threads, train_module
 from moastack.target_svd import TargetSVD
 
 
@@ -216,17 +216,6 @@ class MLPRegressor(_Regressor):
         self.target_mean_, self.target_scale_ = mean.astype(np.float32), scale.astype(np.float32)
         return ((T - self.target_mean_) / self.target_scale_).astype(np.float32)
 
-    @torch.inference_mode()
-    def _forward(self, X: np.ndarray, device: torch.device) -> np.ndarray:
-        """Raw (standardised) outputs of the module in eval mode, in large batches."""
-        was_training = self.module_.training
-        self.module_.eval()
-        bs = int(self.param("eval_batch_size"))
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        chunks = [self.module_(torch.from_numpy(X[s:s + bs]).to(device)).float().cpu() for s in range(0, len(X), bs)]
-        self.module_.train(was_training)
-        return torch.cat(chunks).numpy()
-
     def _outputs_to_targets(self, out: np.ndarray) -> np.ndarray:
         return self._decode(out * self.target_scale_ + self.target_mean_)
 
@@ -258,7 +247,7 @@ class MLPRegressor(_Regressor):
         evaluate = None
         if X_valid is not None and Y_valid is not None and len(X_valid) > 0:
             Yv = np.asarray(Y_valid, dtype=np.float32)
-            evaluate = lambda module: mrrmse(Yv, self._outputs_to_targets(self._forward(X_valid, device)))  # noqa: E731
+            evaluate = lambda module: mrrmse(Yv, self._outputs_to_targets(self._outputs(X_valid)))  # noqa: E731
         return train_module(
             self.module_, torch.from_numpy(X).to(device), torch.from_numpy(T).to(device), None, self._train_config(),
             context, lambda out, target, mask: mixed_regression_loss(out, target, weights), evaluate,
@@ -271,14 +260,14 @@ class MLPRegressor(_Regressor):
         keep = getattr(self, "keep_", None)
         return X if keep is None else np.ascontiguousarray(X[:, keep])
 
+    def _outputs(self, X: np.ndarray, context: FitContext | None = None) -> np.ndarray:
+        """Raw (standardised) outputs of the module in eval mode, in large batches."""
+        return predict_module(self.module_, X, context, batch_size=int(self.param("eval_batch_size")), sigmoid=False)
+
     def predict(self, X, context: FitContext | None = None) -> np.ndarray:
-        if context is not None:
-            set_threads(context.threads)
         if len(X) == 0:
             return np.zeros((0, self.n_targets_), dtype=np.float32)
-        device = torch.device(context.device) if context is not None else next(self.module_.parameters()).device
-        self.module_.to(device)
-        return self._outputs_to_targets(self._forward(self._inputs(X), device))
+        return self._outputs_to_targets(self._outputs(self._inputs(X), context))
 
     def state(self) -> dict[str, Any]:
         return {"module": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},

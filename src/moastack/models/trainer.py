@@ -423,11 +423,11 @@ def batched_outputs(module: nn.Module, X: torch.Tensor, batch_size: int, dtype: 
         yield start, stop, out.float()
 
 
-def bce_loss(logits: torch.Tensor, Y: torch.Tensor, mask: torch.Tensor | None, batch_size: int,
-             dtype: torch.dtype | None = None) -> float:
-    """Mean unsmoothed BCE over labelled cells, summed on the device and read once."""
+def bce_loss(batches, Y: torch.Tensor, mask: torch.Tensor | None) -> float:
+    """Mean unsmoothed BCE over labelled cells of ``batches`` (:func:`batched_outputs`), summed on the device
+    and read once."""
     total = torch.zeros((), dtype=torch.float64, device=Y.device)
-    for start, stop, out in logits:
+    for start, stop, out in batches:
         m = None if mask is None else mask[start:stop]
         total += bce_with_logits(out, Y[start:stop], m, reduction="sum")
     count = Y.numel() if mask is None else int(mask.sum())
@@ -437,7 +437,7 @@ def bce_loss(logits: torch.Tensor, Y: torch.Tensor, mask: torch.Tensor | None, b
 def bce_evaluator(X_valid: torch.Tensor, Y_valid: torch.Tensor, mask: torch.Tensor | None, batch_size: int,
                   dtype: torch.dtype | None = None) -> Callable[[nn.Module], float]:
     """The validation hook of a BCE-trained module: its unsmoothed BCE over the labelled validation cells."""
-    return lambda module: bce_loss(batched_outputs(module, X_valid, batch_size, dtype), Y_valid, mask, batch_size)
+    return lambda module: bce_loss(batched_outputs(module, X_valid, batch_size, dtype), Y_valid, mask)
 
 
 def evaluate_module(
