@@ -12,6 +12,7 @@ import torch
 from moastack.deepinsight.feature_map import FeatureMap, fit_feature_map
 from moastack.models.base import FitContext
 from moastack.models.deepinsight import DeepInsightCNN, load_backbone_weights
+from moastack.models.registry import read_payload
 
 # timm's own test models train in a fraction of a second on CPU; resnet10t (the default) is ~5× slower
 BACKBONE = "test_efficientnet" if timm.is_model("test_efficientnet") else "resnet10t"
@@ -97,7 +98,7 @@ def test_learns_planted_signal_better_than_prior(data, fitted):
 def test_save_load_round_trip(data, fitted, tmp_path):
     _, _, _, _, Xte, _ = data
     fitted.save(tmp_path / "model.pt")
-    payload = torch.load(tmp_path / "model.pt", map_location="cpu", weights_only=False)
+    payload = read_payload(tmp_path / "model.pt")
     assert payload["arch"] == "deepinsight"
     # the rebuilt model needs neither the map file nor the pretrained weights: both are in the state
     params = {**payload["params"], "pretrained": str(tmp_path / "gone.pt")}

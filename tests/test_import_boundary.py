@@ -35,3 +35,28 @@ def test_the_train_rule_imports_an_arch_module_only_when_it_builds_that_arch():
             "print(sorted(m for m in ('torch', 'timm', 'pytorch_tabnet') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("arch", ["prior", "logistic", "mlknn"])
+def test_a_train_job_of_a_torch_free_arch_never_imports_torch(arch, inputs, tmp_path):
+    """The whole fold job (fold pipeline, fit, predictions, model file) of a model that does not use torch;
+    its model file still loads (it is a plain pickle, read_payload tells the two formats apart)."""
+    code = f"""
+import sys
+from moastack.jobs import setup_job
+from moastack.spec import ModelSpec
+from moastack.train import FoldJob, run_fold_job
+from moastack.models.registry import load_model
+setup_job(None, 1)
+spec = ModelSpec.from_entry("m", {{"arch": "{arch}", "features": "f", "folds": "cv"}}, "multilabel")
+inputs = {inputs!r}
+job = FoldJob.from_inputs(spec, 0, 0, inputs, 1)
+out = {{"oof": "{tmp_path}/oof.parquet", "test": "{tmp_path}/test.parquet", "model": "{tmp_path}/model.pt",
+        "metrics": "{tmp_path}/metrics.json"}}
+run_fold_job(job, out)
+assert load_model(out["model"]).arch == "{arch}"
+print(sorted(m for m in ("torch", "timm", "pytorch_tabnet") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -6,13 +6,13 @@ import logging
 
 import numpy as np
 import pytest
-import torch
 
 from moastack.metrics import mean_log_loss
 from moastack.models.base import FitContext
 from moastack.models.linear import LogisticModel, SVMModel
 from moastack.models.mlknn import MLKNNModel
 from moastack.models.prior import PriorModel
+from moastack.models.registry import read_payload
 
 try:
     from moastack.models.boosting import XGBoostModel, _xgb
@@ -110,7 +110,7 @@ def test_state_round_trip_and_saved_file(case, fitted, data, tmp_path):
     np.testing.assert_array_equal(again.predict(X), model.predict(X))
     path = tmp_path / "model.pt"
     model.save(path)
-    payload = torch.load(path, weights_only=False)
+    payload = read_payload(path)
     assert payload["arch"] == model.arch and payload["params"] == model.params
     loaded = type(model).from_state(payload["state"], payload["params"])
     np.testing.assert_array_equal(loaded.predict(X, ctx()), model.predict(X))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from moastack.metrics import per_target_roc_auc
 from moastack.models.base import FitContext
 from moastack.models.prior import PriorModel
+from moastack.models.registry import read_payload
 from moastack.models.sklearn_models import RandomForestModel
 
 PARAMS = {"n_estimators": 40, "min_samples_leaf": 2, "n_jobs": 1}
@@ -64,7 +64,7 @@ def test_state_round_trip_and_saved_file(fitted, tmp_path):
     np.testing.assert_array_equal(again.predict(X), model.predict(X))
     path = tmp_path / "rf.pt"
     model.save(path)
-    payload = torch.load(path, weights_only=False)
+    payload = read_payload(path)
     assert payload["arch"] == "random_forest"
     loaded = RandomForestModel.from_state(payload["state"], payload["params"])
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))

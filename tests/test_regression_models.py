@@ -19,7 +19,7 @@ from moastack.data.synthetic_perturbation import PerturbationSpec, generate_pert
 from moastack.features.target_encoding import TargetEncoder
 from moastack.metrics import mrrmse
 from moastack.models.base import FitContext
-from moastack.models.registry import model_class
+from moastack.models.registry import model_class, read_payload
 from moastack.models.regression_losses import log_cosh, mixed_regression_loss
 from moastack.models.regressors import MLPRegressor, RidgeRegressor
 
@@ -103,7 +103,7 @@ def test_state_round_trip_and_empty_predict(task, arch, params, tmp_path):
     pred = model.predict(task["x_test"])
     assert pred.shape == task["y_test"].shape and pred.dtype == np.float32
     model.save(tmp_path / "m.pt")
-    payload = torch.load(tmp_path / "m.pt", weights_only=False)
+    payload = read_payload(tmp_path / "m.pt")
     assert payload["arch"] == arch
     again = cls.from_state(payload["state"], payload["params"])
     np.testing.assert_array_equal(again.predict(task["x_test"]), pred)

@@ -13,6 +13,7 @@ import yaml
 from conftest import ROOT, planned_jobs, run_snakemake, write_config
 
 from moastack.folds import scaffold_groups
+from moastack.models.registry import read_payload
 
 pytestmark = pytest.mark.slow
 
@@ -83,9 +84,8 @@ def test_the_tuned_model_trains_with_the_studys_best_params(tox_run):
     best = json.loads((results / "tune" / "nn" / "best.json").read_text())
     assert best["n_trials_complete"] == 2 and best["direction"] == "maximize"
     assert best["best_value"] == max(t["value"] for t in best["trials"])
-    import torch
 
-    saved = torch.load(results / "models" / "nn" / "seed0" / "fold0" / "model.pt", weights_only=False)
+    saved = read_payload(results / "models" / "nn" / "seed0" / "fold0" / "model.pt")
     assert saved["params"]["hidden"] == [best["best_params"]["width"]]
     assert saved["params"]["max_lr"] == pytest.approx(best["best_params"]["max_lr"])
 

@@ -30,7 +30,7 @@ from moastack.columns import ID_COL
 from moastack.fold_pipeline import FoldPipeline, JobRows
 from moastack.metrics import metric_value
 from moastack.models.base import FitContext, TabularModel, resolve_device
-from moastack.models.registry import build_model, read_payload
+from moastack.models.registry import build_model, model_class, read_payload
 from moastack.spec import ModelSpec
 from moastack.stacking import MetaInputs, load_meta
 from moastack.targets import control_rows, prediction_frame, select_target_columns
@@ -214,7 +214,8 @@ def fit_context(job: FoldJob, data: FoldData, logger: logging.Logger | None = No
     """What the job's model learns from besides its rows: device, seed, column names, a transfer
     source's weights (``init_from``), the feature map (``feature_map``)."""
     spec = job.spec
-    context = FitContext(seed=job.seed, device=resolve_device(spec.device), threads=job.threads,
+    device = resolve_device(spec.device, uses_torch=model_class(spec.arch).uses_torch)
+    context = FitContext(seed=job.seed, device=device, threads=job.threads,
                          logger=logger or log, feature_names=list(data.feature_names), aux_targets=data.aux_train)
     if job.init_model:
         payload = read_payload(job.init_model)

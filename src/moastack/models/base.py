@@ -15,6 +15,7 @@ learned state lives in attributes with a trailing underscore.
 from __future__ import annotations
 
 import logging
+import pickle
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,8 @@ class TabularModel(ABC):
     arch: ClassVar[str] = ""
     #: the architecture's params and their defaults
     defaults: ClassVar[dict[str, Any]] = {}
+    #: whether fitting and saving need torch (a job of a model that does not never imports it: seconds saved)
+    uses_torch: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         known = self.known_params()
@@ -100,22 +103,31 @@ class TabularModel(ABC):
         """Rebuild a fitted model from :meth:`state` and its constructor ``params``."""
 
     def save(self, path: str | Path, extras: dict[str, Any] | None = None) -> None:
-        """Write the fitted model (and the job's ``extras``: its fold pipeline, targets...)."""
-        import torch
-
+        """Write the fitted model (and the job's ``extras``: its fold pipeline, targets...): with ``torch.save``
+        when the state holds tensors, otherwise as a plain pickle, so a torch-free job never imports torch
+        (:func:`moastack.models.registry.read_payload` reads both)."""
         from moastack.io import atomic_path
 
         payload = {"arch": self.arch, "params": self.params, "state": self.state(), "extras": extras or {}}
         with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+            if self.uses_torch:
+                import torch
+
+                torch.save(payload, tmp)
+            else:
+                with open(tmp, "wb") as fh:
+                    pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def resolve_device(requested: str) -> str:
-    """Map the config's ``device`` (cpu | cuda | auto) to what this process can use."""
-    import torch
-
+def resolve_device(requested: str, uses_torch: bool = True) -> str:
+    """Map the config's ``device`` (cpu | cuda | auto) to what this process can use. A model that does not
+    use torch runs on the CPU unless it asks for cuda (its own library then checks the device)."""
     if requested == "cpu":
         return "cpu"
+    if not uses_torch:
+        return "cuda" if requested == "cuda" else "cpu"
+    import torch
+
     if requested == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError("model asks for device: cuda but torch sees no CUDA device on this node")

@@ -7,6 +7,8 @@ arch is built or loaded, so that a job that never fits an arch never imports its
 from __future__ import annotations
 
 import importlib
+import pickle
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +35,13 @@ def read_payload(path: str | Path) -> dict[str, Any]:
     ``weights_only=False`` because the file holds numpy arrays and fitted transforms besides tensors;
     load only results folders you produced (or trust), as with any pickle.
     """
+    path = Path(path)
+    if not zipfile.is_zipfile(path):  # a torch-free model's plain pickle (TabularModel.save)
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
     import torch
 
-    return torch.load(Path(path), map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def model_from_payload(payload: dict[str, Any]) -> TabularModel:

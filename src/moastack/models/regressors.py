@@ -153,6 +153,7 @@ class MLPRegressor(_Regressor):
     """
 
     arch = "mlp_regressor"
+    uses_torch = True
     defaults = {
         "hidden": [512, 512],
         "dropout": 0.2,

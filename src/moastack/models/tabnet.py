@@ -60,6 +60,7 @@ class TabNetModel(TabularModel):
     """TabNet on label-smoothed BCE; probabilities = sigmoid(outputs + prior logit)."""
 
     arch = "tabnet"
+    uses_torch = True
     defaults = {
         "n_d": 32,
         "n_a": 32,

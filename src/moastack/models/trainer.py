@@ -551,6 +551,7 @@ class TorchTabularModel(TabularModel):
 
     #: this architecture's overrides of TrainConfig defaults
     train_defaults: ClassVar[dict[str, Any]] = {}
+    uses_torch = True
 
     @classmethod
     def known_params(cls) -> set[str]:
