@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--calibrate", metavar="RESULTS", default=None,
                     help="instead: fit the size model's constants on a finished run's RESULTS/benchmarks "
                          "(with the first --configfile) and print them")
+    pl.add_argument("--idle", action="store_true",
+                    help="with --calibrate: the run had the machine to itself, so its wall times are taken as "
+                         "measured (by default a job's time is corrected for waiting for the CPU, from its CPU time)")
     pl.add_argument("--probe", action="store_true",
                     help="instead: time one epoch of the config's simple_nn, tabnet and resnet2h models at its size on "
                          "one thread (CPU time) and print their rates per GMAC (imports torch; minutes at full size)")
@@ -134,7 +137,7 @@ def _plan(args: argparse.Namespace) -> int:
         return 0
     if args.calibrate:
         config = load_config(configfiles[0])
-        fitted = calibrate([(config, args.calibrate)])
+        fitted = calibrate([(config, args.calibrate)], idle=args.idle)
         measured = measured_schedule(config, args.calibrate)
         if args.json:
             print(json.dumps({"calibration": fitted, "measured": measured}, indent=2))
