@@ -74,11 +74,11 @@ def test_the_score_file_is_repaired_and_dropped_as_counted(tox21_challenge_run):
 def test_models_and_blend_use_scaffold_cv_and_deliver_the_test_predictions(tox21_challenge_run):
     results = tox21_challenge_run / "results"
     blend = json.loads((results / "blend" / "score.json").read_text())
-    assert blend["metric"] == "mean_roc_auc"
+    assert blend["metric"] == "mean_roc_auc" and blend["folds_scheme"] == "scaffold3"
     prior = json.loads((results / "models" / "prior" / "score.json").read_text())
     for model in ("rf", "nn"):
         score = json.loads((results / "models" / model / "score.json").read_text())
-        assert score["folds"] == [0, 1, 2] and score["value"] > prior["value"]
+        assert score["folds_scheme"] == "scaffold3" and score["value"] > prior["value"]
     sub = pd.read_csv(results / "submission.csv")
     test = pd.read_parquet(results / "data" / "test_features.parquet")
     assert list(sub.columns) == ["sig_id", *TOX21_ASSAYS] and sub["sig_id"].tolist() == test["sig_id"].tolist()
