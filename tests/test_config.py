@@ -83,8 +83,10 @@ def test_slices_and_job_lists():
 
 def test_resources_and_gpu_requests():
     config = _config()
-    assert resources_for(config, "train", "simple_nn")["threads"] == 2
+    assert resources_for(config, "train", "simple_nn")["threads"] == 1  # runtime.rules.train (the demo's)
     assert resources_for(config, "blend")["mem_mb"] == 2000
+    config["models"]["simple_nn"]["resources"] = {"threads": 4}  # a model's own resources win
+    assert resources_for(config, "train", "simple_nn")["threads"] == 4
     config["models"]["simple_nn"]["resources"] = {"mem_mb": 9000}
     assert resources_for(config, "train", "simple_nn")["mem_mb"] == 9000
     assert not wants_gpu(config, "simple_nn")
