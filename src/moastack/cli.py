@@ -41,13 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--results", default="results", help="the pipeline's results folder (default: results)")
-    p.add_argument("--input", required=True, help="new samples: a CSV (or .parquet) with the train_features columns")
+    p.add_argument("--input", required=True,
+                   help="new samples: a CSV (or .parquet) with the train_features columns; for a run of molecules "
+                        "(data.source: table), its id and SMILES columns")
     p.add_argument("--output", required=True, help="where to write the predictions CSV")
     p.add_argument("--batch-size", type=_positive_int, default=4096, help="rows per batch (default: 4096)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where torch models run; auto uses CUDA when available (default: auto)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's default")
     p.add_argument("--quiet", action="store_true", help="no progress line or summary on stderr")
+    p.add_argument("--invalid-smiles", choices=["refuse", "drop"], default=None,
+                   help="molecules only: SMILES RDKit cannot read stop with the rows named (refuse, the default) "
+                        "or are left out with a count on stderr (drop)")
     p.set_defaults(func=_predict)
 
     r = sub.add_parser(
@@ -86,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--calibrate", metavar="RESULTS", default=None,
                     help="instead: fit the size model's constants on a finished run's RESULTS/benchmarks "
                          "(with the first --configfile) and print them")
+    pl.add_argument("--idle", action="store_true",
+                    help="with --calibrate: the run had the machine to itself, so its wall times are taken as "
+                         "measured (by default a job's time is corrected for waiting for the CPU, from its CPU time)")
     pl.add_argument("--probe", action="store_true",
                     help="instead: time one epoch of the config's simple_nn, tabnet and resnet2h models at its size on "
                          "one thread (CPU time) and print their rates per GMAC (imports torch; minutes at full size)")
@@ -98,7 +106,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     out = predict(args.results, args.input, args.output, batch_size=args.batch_size, device=args.device,
-                  threads=args.threads, progress=False if args.quiet else None)
+                  threads=args.threads, progress=False if args.quiet else None, invalid_smiles=args.invalid_smiles)
     if not args.quiet:
         print(f"moastack predict: wrote {len(out)} rows x {out.shape[1] - 1} targets to {args.output} "
               f"in {time.perf_counter() - start:.1f} s", file=sys.stderr)
@@ -134,7 +142,7 @@ def _plan(args: argparse.Namespace) -> int:
         return 0
     if args.calibrate:
         config = load_config(configfiles[0])
-        fitted = calibrate([(config, args.calibrate)])
+        fitted = calibrate([(config, args.calibrate)], idle=args.idle)
         measured = measured_schedule(config, args.calibrate)
         if args.json:
             print(json.dumps({"calibration": fitted, "measured": measured}, indent=2))
