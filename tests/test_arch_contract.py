@@ -154,3 +154,21 @@ def test_missing_labels_are_masked(arch):
 def test_an_unknown_param_is_refused_at_construction(arch):
     with pytest.raises(ValueError, match="unknown params"):
         build_model(arch, {**TINY[arch], "no_such_param": 1})
+
+
+@pytest.mark.parametrize("arch", [a for a in ARCH_NAMES if ARCHS[a].sparse])
+def test_an_arch_registered_sparse_fits_a_csr_matrix_as_its_dense_copy(arch):
+    """``sparse=True`` archs take a float32 CSR ``X`` (a feature set's sparse block) and learn what they learn
+    from the dense matrix. A third of the cells are zero, so the CSR matrix stores only the others (XGBoost
+    reads an absent entry as missing, not 0: it gets every cell stored)."""
+    import scipy.sparse as sp
+
+    (X, Y), (Xv, Yv), (X_test, _) = easy_problem(ARCHS[arch].tasks[0], seed=3)
+    if arch != "xgboost":
+        rng = np.random.default_rng(4)
+        X, Xv, X_test = (np.where(rng.random(a.shape) < 0.33, 0.0, a).astype(np.float32) for a in (X, Xv, X_test))
+    on_csr = build_model(arch, TINY[arch]).fit(sp.csr_matrix(X), Y, sp.csr_matrix(Xv), Yv, ctx())
+    on_dense = build_model(arch, TINY[arch]).fit(X, Y, Xv, Yv, ctx())
+    pred = on_csr.predict(sp.csr_matrix(X_test), ctx())
+    assert pred.dtype == np.float32 and pred.shape == (len(X_test), T)
+    np.testing.assert_allclose(pred, on_dense.predict(X_test, ctx()), atol=1e-4)

@@ -15,10 +15,15 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from moastack.archs import ARCHS, arch_info, archs_for
+from moastack.archs import ARCHS, arch_info, archs_for, sparse_refusal
 from moastack.task import MULTILABEL, Task, get_task, task_of_metric
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema" / "config.schema.yaml"
+
+
+#: feature steps whose output is a sparse block (``features.fingerprints``; a test holds this list to the
+#: registered steps' ``sparse_output``), named here so that checking a config imports no feature code
+SPARSE_STEPS = ("sparse_fingerprint",)
 
 
 class ConfigError(ValueError):
@@ -110,11 +115,14 @@ def upstream_models(model: dict) -> list[str]:
 def check_config(config: dict) -> None:
     """Cross-reference checks, with messages that name the offending key."""
     models, folds, features = config["models"], config["folds"], config["features"]
+    sparse_sets = _check_sparse_sets(features)
     for name, m in models.items():
         if m["features"] not in features:
             raise ConfigError(
                 f"models.{name}.features: unknown feature set {m['features']!r}; defined: {', '.join(features)}"
             )
+        if m["features"] in sparse_sets and not m.get("meta_only") and not arch_info(m["arch"]).sparse:
+            raise ConfigError(sparse_refusal(name, m["arch"], m["features"]))
         if m["folds"] not in folds:
             raise ConfigError(f"models.{name}.folds: unknown fold scheme {m['folds']!r}; defined: {', '.join(folds)}")
         for upstream in m["meta"]:
@@ -157,6 +165,20 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"blend.members: {member} predicts non-scored targets; only scored models can be blended")
     if not blend_members(config):
         raise ConfigError(f"blend: no model predicts scored targets on fold scheme {blend['folds']!r}")
+
+
+def _check_sparse_sets(features: dict) -> set[str]:
+    """The feature sets with sparse steps; their frequency filters fit on training rows, so fit_on: train."""
+    sparse_sets = set()
+    for fset, spec in features.items():
+        steps = [s["name"] for s in spec.get("steps", []) if s["name"] in SPARSE_STEPS]
+        if not steps:
+            continue
+        sparse_sets.add(fset)
+        if spec.get("fit_on", "train+test") != "train":
+            raise ConfigError(f"features.{fset}.fit_on: its steps {steps} fit a frequency filter on training rows "
+                              "only; set fit_on: train")
+    return sparse_sets
 
 
 def _check_feature_map(config: dict, name: str, m: dict) -> None:

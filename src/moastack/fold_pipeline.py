@@ -11,6 +11,12 @@ gives any other rows' matrix — the fold's validation rows, the test rows, and 
 
 ``fit_transform`` may differ from ``fit().transform()`` on the same rows, as scikit-learn's
 TargetEncoder does: with ``loo`` the training rows get leave-one-out encodings.
+
+Sparse blocks (a feature set with ``sparse_fingerprint`` steps) pass through: every step above acts
+on the dense columns only, and the rows' sparse block is appended after them unchanged, so the model
+inputs are then one float32 CSR matrix (dense columns first, then the sparse ones). Fold steps
+therefore never select or rescale fingerprint columns (a t-test over 200k count columns is not
+what they are for); the feature set's frequency filter is the selection those columns get.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from moastack.features.fold_steps import apply_fold_steps, build_fold_steps, fit_fold_steps
 from moastack.spec import ModelSpec
@@ -27,13 +34,16 @@ from moastack.stacking import apply_meta_transform, fit_meta_transform
 
 @dataclass
 class JobRows:
-    """Some rows of a job's raw inputs: feature-set columns, upstream predictions, string key columns."""
+    """Some rows of a job's raw inputs: feature-set columns (dense ``X``, and the sparse block of a set with
+    sparse steps), upstream predictions, string key columns."""
 
     X: np.ndarray
     names: list[str]
     meta: np.ndarray | None = None
     meta_names: tuple[str, ...] = ()
     keys: pd.DataFrame | None = None
+    sparse: sp.csr_matrix | None = None
+    sparse_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.X)
@@ -42,7 +52,7 @@ class JobRows:
         """The rows selected by a boolean mask or an index array."""
         keys = None if self.keys is None else self.keys.iloc[np.asarray(rows)].reset_index(drop=True)
         return JobRows(self.X[rows], self.names, None if self.meta is None else self.meta[rows],
-                       self.meta_names, keys)
+                       self.meta_names, keys, None if self.sparse is None else self.sparse[rows], self.sparse_names)
 
 
 class FoldPipeline:
@@ -74,24 +84,30 @@ class FoldPipeline:
         if self.fold_steps_:
             names = fit_fold_steps(self.fold_steps_, X, any_moa, names)
             X = apply_fold_steps(self.fold_steps_, X)
+        self.sparse_names_in_ = tuple(rows.sparse_names)
+        if self._uses_sparse(rows):
+            names = [*names, *rows.sparse_names]
         self.names_out_ = list(names)
-        return X
+        return self._with_sparse(X, rows)
 
     # ------------------------------------------------------------ transform
-    def transform(self, rows: JobRows) -> np.ndarray:
+    def transform(self, rows: JobRows) -> np.ndarray | sp.csr_matrix:
         """The model inputs of any rows, through the steps fitted on the training rows."""
         if not hasattr(self, "names_out_"):
             raise RuntimeError(f"model {self.spec.name}: fold pipeline used before fit")
-        if list(rows.names) != self.feature_names_in_ or tuple(rows.meta_names) != self.meta_names_in_:
+        sparse_in = getattr(self, "sparse_names_in_", ())  # pipelines saved before sparse blocks had none
+        if (list(rows.names) != self.feature_names_in_ or tuple(rows.meta_names) != self.meta_names_in_
+                or tuple(rows.sparse_names) != sparse_in):
             raise ValueError(
-                f"model {self.spec.name}: rows have {len(rows.names)} feature and {len(rows.meta_names)} upstream "
-                f"columns, the fold pipeline was fitted on {len(self.feature_names_in_)} and "
-                f"{len(self.meta_names_in_)} other ones; the inputs come from a different config"
+                f"model {self.spec.name}: rows have {len(rows.names)} feature, {len(rows.sparse_names)} sparse and "
+                f"{len(rows.meta_names)} upstream columns, the fold pipeline was fitted on "
+                f"{len(self.feature_names_in_)}, {len(sparse_in)} and {len(self.meta_names_in_)} other ones; "
+                "the inputs come from a different config"
             )
         X, _ = self._with_meta(rows)
         if self.target_encoder_ is not None:
             X = np.hstack([X, self.target_encoder_.transform(self._keys(rows))])
-        return apply_fold_steps(self.fold_steps_, X)
+        return self._with_sparse(apply_fold_steps(self.fold_steps_, X), rows)
 
     # -------------------------------------------------------------- helpers
     def _with_meta(self, rows: JobRows) -> tuple[np.ndarray, list[str]]:
@@ -102,6 +118,16 @@ class FoldPipeline:
         if self.spec.meta_only:
             return meta, list(rows.meta_names)
         return np.hstack([rows.X, meta]), [*rows.names, *rows.meta_names]
+
+    def _uses_sparse(self, rows: JobRows) -> bool:
+        return rows.sparse is not None and not self.spec.meta_only
+
+    def _with_sparse(self, X: np.ndarray, rows: JobRows) -> np.ndarray | sp.csr_matrix:
+        """The dense inputs, followed by the rows' sparse block as one float32 CSR matrix when there is one."""
+        if not self._uses_sparse(rows):
+            return X
+        return sp.hstack([sp.csr_matrix(np.asarray(X, dtype=np.float32)), rows.sparse], format="csr",
+                         dtype=np.float32)
 
     def _keys(self, rows: JobRows) -> pd.DataFrame:
         columns = list(self.spec.target_encoding["columns"])

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from moastack import io
 from moastack.blend import apply_weights
@@ -328,24 +329,32 @@ def predict_frame(
     progress.total = max((len(feature_sets) + plan.n_jobs) * len(batches), 1)  # one step per batch
     tag = (lambda i: f" batch {i + 1}/{len(batches)}") if len(batches) > 1 else (lambda i: "")
 
-    transformed: dict[str, tuple[np.ndarray, list[str]]] = {}
+    transformed: dict[str, JobRows] = {}  # each feature set's rows (dense columns and sparse block)
     for fset in feature_sets:
         fitted = io.read_joblib(plan.fitted_path(fset))
         names = list(fitted.feature_names_out_)
         X = np.empty((n, len(names)), dtype=np.float32)
+        blocks = []
         for i, rows in enumerate(batches):
-            batch = features.iloc[rows].reset_index(drop=True)
-            X[rows] = fitted.transform(batch).drop(columns=[ID_COL]).to_numpy(dtype=np.float32)
+            table = fitted.transform_table(features.iloc[rows].reset_index(drop=True))
+            X[rows] = table.dense()
+            if table.sparse is not None:
+                blocks.append(table.sparse)
             progress.step(f"features {fset}{tag(i)}")
-        transformed[fset] = (X, names)
+        sparse_names = tuple(getattr(fitted, "sparse_names_out_", ()))
+        sparse = sp.vstack(blocks, format="csr") if blocks else None
+        if sparse_names and sparse is None:  # no input rows: an empty block of the fitted width
+            sparse = sp.csr_matrix((n, len(sparse_names)), dtype=np.float32)
+        transformed[fset] = JobRows(X, names, sparse=sparse, sparse_names=sparse_names)
 
     collected: dict[str, np.ndarray] = {}
     for name, model_plan in plan.models.items():
-        X, names = transformed[model_plan.feature_set]
+        fset_rows = transformed[model_plan.feature_set]
         meta = np.hstack([collected[m] for m in model_plan.meta]) if model_plan.meta else None
         meta_names = [c for m in model_plan.meta for c in meta_feature_names(m, plan.models[m].targets)]
         keys = features if model_plan.uses_keys else None
-        rows = JobRows(X, names, meta, tuple(meta_names), keys)
+        rows = JobRows(fset_rows.X, fset_rows.names, meta, tuple(meta_names), keys, fset_rows.sparse,
+                       fset_rows.sparse_names)
         combined = SeedFoldAggregate(model_plan.seed_aggregate)
         for seed, fold, path in model_plan.jobs:
             model, pipeline = _load_job(path, name, seed, fold)

@@ -23,10 +23,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from moastack import io
-from moastack.archs import arch_info
+from moastack.archs import arch_info, sparse_refusal
 from moastack.columns import ID_COL
+from moastack.features.feature_table import FeatureTable
 from moastack.fold_pipeline import FoldPipeline, JobRows
 from moastack.metrics import metric_value
 from moastack.models.base import FitContext, TabularModel, resolve_device
@@ -83,15 +85,19 @@ _PATH_FIELDS = ("features_train", "features_test", "folds", "targets", "train_fe
                 "scored_targets", "init_model", "feature_map", "pseudo_test", "aux_targets")
 
 
+#: a model's input matrix: dense float32, or float32 CSR when the feature set has a sparse block
+Matrix = np.ndarray | sp.csr_matrix
+
+
 @dataclass
 class FoldData:
-    """The fold's model inputs, built through its fitted fold pipeline."""
+    """The fold's model inputs, built through its fitted fold pipeline (CSR when the set has sparse steps)."""
 
-    X_train: np.ndarray
+    X_train: Matrix
     Y_train: np.ndarray
-    X_valid: np.ndarray
+    X_valid: Matrix
     Y_valid: np.ndarray
-    X_test: np.ndarray
+    X_test: Matrix
     valid_ids: np.ndarray
     test_ids: np.ndarray
     valid_is_control: np.ndarray
@@ -111,24 +117,36 @@ def _check_same_ids(what: str, left: np.ndarray, right: np.ndarray) -> None:
         raise ValueError(f"{what}: sig_id order differs from the prepared train_features table")
 
 
-def job_rows(features: pd.DataFrame, meta: np.ndarray | None, meta_names: list[str],
+def job_rows(features: FeatureTable, meta: np.ndarray | None, meta_names: list[str],
              keys: pd.DataFrame | None) -> JobRows:
-    """A job's raw inputs for rows of a feature-set table (``sig_id`` + columns)."""
-    names = [c for c in features.columns if c != ID_COL]
-    return JobRows(features[names].to_numpy(dtype=np.float32), names, meta, tuple(meta_names), keys)
+    """A job's raw inputs for rows of a feature-set table (dense columns and its sparse block, if any)."""
+    return JobRows(features.dense(), features.dense_names, meta, tuple(meta_names), keys,
+                   features.sparse, features.sparse_names)
+
+
+def n_rows(X: Matrix) -> int:
+    """Rows of a dense or CSR model input (``len`` is ambiguous on scipy matrices)."""
+    return int(X.shape[0])
+
+
+def stack_rows(top: Matrix, bottom: Matrix) -> Matrix:
+    """Rows of ``top`` then ``bottom``, CSR when either is."""
+    if sp.issparse(top) or sp.issparse(bottom):
+        return sp.vstack([sp.csr_matrix(top), sp.csr_matrix(bottom)], format="csr", dtype=np.float32)
+    return np.vstack([top, bottom])
 
 
 def load_fold_data(job: FoldJob) -> FoldData:
     """Read the job's tables, fit its fold pipeline on the training rows and build every matrix."""
     spec = job.spec
-    train = io.read_parquet(job.features_train)
-    test = io.read_parquet(job.features_test)
+    train = FeatureTable.read(job.features_train)
+    test = FeatureTable.read(job.features_test)
     folds = io.read_parquet(job.folds)
     targets = io.read_parquet(job.targets)
     cp_train = io.read_present_columns(job.train_features, [ID_COL, "cp_type"])
     cp_test = io.read_present_columns(job.test_features, [ID_COL, "cp_type"])
 
-    train_ids, test_ids = train[ID_COL].to_numpy(), test[ID_COL].to_numpy()
+    train_ids, test_ids = train.ids, test.ids
     for what, frame in (("folds", folds), ("targets", targets), ("train_features", cp_train)):
         _check_same_ids(what, frame[ID_COL].to_numpy(), train_ids)
     _check_same_ids("test features", cp_test[ID_COL].to_numpy(), test_ids)
@@ -164,8 +182,8 @@ def load_fold_data(job: FoldJob) -> FoldData:
         aux_train = aux[select_target_columns(aux, spec.aux_targets)].to_numpy(dtype=np.float32)[fit_rows]
     if job.pseudo_test:
         labels = read_pseudo_labels(job.pseudo_test, test_ids, target_cols)
-        use = ~test_ctl if spec.drop_controls else np.ones(len(X_test), dtype=bool)
-        X_train = np.vstack([X_train, X_test[use]])
+        use = ~test_ctl if spec.drop_controls else np.ones(n_rows(X_test), dtype=bool)
+        X_train = stack_rows(X_train, X_test[use])
         Y_train = np.vstack([Y_train, labels[use]])
         n_pseudo = int(use.sum())
     return FoldData(
@@ -234,21 +252,29 @@ def fit_context(job: FoldJob, data: FoldData, logger: logging.Logger | None = No
     return context
 
 
+def check_accepts(X: Matrix, spec: ModelSpec) -> None:
+    """Refuse a sparse block for an arch that would have to densify the whole matrix (the config check
+    refuses it earlier; this guards jobs built without a config)."""
+    if sp.issparse(X) and not arch_info(spec.arch).sparse:
+        raise ValueError(sparse_refusal(spec.name, spec.arch, spec.features))
+
+
 def fit_job(job: FoldJob, data: FoldData, logger: logging.Logger | None = None) -> tuple[TabularModel, FitContext]:
     """Fit the job's model on the fold's training rows: the one way a job is fitted (train, tune)."""
     context = fit_context(job, data, logger)
     model = build_model(job.spec.arch, job.spec.params)
+    check_accepts(data.X_train, job.spec)
     # Early stopping watches treated validation rows only: controls are forced to 0 anyway.
     es_rows = ~data.valid_is_control
     model.fit(data.X_train, data.Y_train, data.X_valid[es_rows], data.Y_valid[es_rows], context)
     return model, context
 
 
-def predict_rows(model: TabularModel, X: np.ndarray, is_control: np.ndarray, task: Task,
+def predict_rows(model: TabularModel, X: Matrix, is_control: np.ndarray, task: Task,
                  context: FitContext | None = None) -> np.ndarray:
     """A fitted job model's predictions as written to its tables (``Task.postprocess``: float32, controls
     at 0, probabilities clipped to [0, 1]). Used for the job's OOF and test tables and by ``moastack predict``."""
-    if len(X) == 0:  # a task without test rows: shape (0, t) from one dummy row (some estimators refuse 0 rows)
+    if n_rows(X) == 0:  # a task without test rows: shape (0, t) from one dummy row (some estimators refuse 0 rows)
         return np.asarray(model.predict(np.zeros((1, X.shape[1]), np.float32), context), np.float32)[:0]
     return task.postprocess(model.predict(X, context), is_control)
 
@@ -266,7 +292,7 @@ def run_fold_job(job: FoldJob, outputs: dict[str, str]) -> dict:
     data = load_fold_data(job)
     log.info(
         "model %s seed %d fold %d: %d train rows (%d pseudo-labelled), %d valid rows, %d features, %d targets, "
-        "%d threads", spec.name, job.seed, job.fold, len(data.X_train), data.n_pseudo, len(data.X_valid),
+        "%d threads", spec.name, job.seed, job.fold, n_rows(data.X_train), data.n_pseudo, n_rows(data.X_valid),
         data.X_train.shape[1], len(data.targets), job.threads,
     )
     model, context = fit_job(job, data)
@@ -276,7 +302,7 @@ def run_fold_job(job: FoldJob, outputs: dict[str, str]) -> dict:
     metric, value = valid_score(job, data, oof)
     metrics = {
         "model": spec.name, "arch": spec.arch, "seed": job.seed, "fold": job.fold, "device": context.device,
-        "threads": job.threads, "n_train": int(len(data.X_train)), "n_valid": int(len(data.X_valid)),
+        "threads": job.threads, "n_train": n_rows(data.X_train), "n_valid": n_rows(data.X_valid),
         "n_features": int(data.X_train.shape[1]), "n_targets": len(data.targets), f"valid_{metric}": value,
         "seconds": seconds, "history": model.history_,
     }

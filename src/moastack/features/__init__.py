@@ -2,9 +2,11 @@
 
 from moastack.features import (
     categorical,  # noqa: F401  (registers onehot_columns)
+    fingerprints,  # noqa: F401  (registers sparse_fingerprint, maccs)
     molecular,  # noqa: F401  (registers the RDKit steps: morgan, rdkit_descriptors)
 )
-from moastack.features.feature_set import FeatureSet, build_feature_set, make_step
+from moastack.features.feature_set import FeatureSet, build_feature_set, build_feature_tables, make_step
+from moastack.features.feature_table import FeatureTable
 from moastack.features.transformers import (
     STEP_CLASSES,
     BlockPCA,
@@ -23,6 +25,7 @@ __all__ = [
     "BlockPCA",
     "FeatureSet",
     "FeatureStep",
+    "FeatureTable",
     "OneHot",
     "RankGauss",
     "RowStats",
@@ -30,6 +33,7 @@ __all__ = [
     "VarianceSelector",
     "block_columns",
     "build_feature_set",
+    "build_feature_tables",
     "make_step",
     "register",
 ]

@@ -10,6 +10,14 @@ The output is ``sig_id`` followed by float32 feature columns with stable names, 
 order; the raw ``cp_type``/``cp_time``/``cp_dose`` columns and string columns (SMILES, cell type) are
 dropped. Control rows are kept; the
 train jobs decide what to do with them.
+
+Sparse steps (``sparse_output = True``, e.g. ``sparse_fingerprint``) do not chain frames: each reads
+the frame as it is at its place in the list and returns a CSR block, and the blocks are stacked, in
+step order, as the table's sparse block (:class:`~moastack.features.feature_table.FeatureTable`);
+dense steps never see them. Their frequency filters are fitted on the training rows only, so a set
+with a sparse step must say ``fit_on: train`` (it is refused otherwise rather than silently fitted on
+a different row set than its other steps). :meth:`FeatureSet.transform_table` gives both parts;
+:meth:`FeatureSet.transform` the dense frame of a set without sparse steps.
 """
 
 from __future__ import annotations
@@ -21,10 +29,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from moastack.columns import ID_COL
+from moastack.features.feature_table import FeatureTable
 from moastack.features.transformers import NON_FEATURE_COLS, STEP_CLASSES, FeatureStep
 
 log = logging.getLogger(__name__)
@@ -44,6 +54,11 @@ def make_step(spec: Mapping[str, Any]) -> FeatureStep:
         if key not in allowed:
             raise ValueError(f"feature step {name!r}: unknown key {key!r}; allowed: {['name', *allowed]}")
     return cls(**spec)
+
+
+def is_sparse_step(step: FeatureStep) -> bool:
+    """Whether the step returns a sparse block (``transform_sparse``) instead of frame columns."""
+    return bool(getattr(step, "sparse_output", False))
 
 
 def _check_frame(df: pd.DataFrame, what: str) -> None:
@@ -74,6 +89,10 @@ class FeatureSet(TransformerMixin, BaseEstimator):
         if self.fit_on not in FIT_ON:
             raise ValueError(f"fit_on must be one of {FIT_ON}, got {self.fit_on!r}")
         steps = [make_step(spec) for spec in self.steps]  # all config errors before any fitting
+        sparse_steps = [s.step_name for s in steps if is_sparse_step(s)]
+        if sparse_steps and self.fit_on != "train":
+            raise ValueError(f"feature steps {sparse_steps} fit their frequency filter on training rows only: "
+                             f"set the feature set's fit_on: train (it is {self.fit_on!r})")
         _check_frame(train, "train")
         frame = train
         if self.fit_on == "train+test":
@@ -85,42 +104,69 @@ class FeatureSet(TransformerMixin, BaseEstimator):
             frame = pd.concat([train, test[train.columns]], ignore_index=True)
         self.n_fit_rows_ = len(frame)
         self.input_columns_ = list(train.columns)
+        sparse_names: list[str] = []
         for step in steps:
             start = time.perf_counter()
-            frame = step.fit(frame).transform(frame)
-            log.info(
-                "fitted %s in %.1fs -> %d columns",
-                step.step_name,
-                time.perf_counter() - start,
-                frame.shape[1],
-            )
+            if is_sparse_step(step):
+                step.fit(frame)
+                sparse_names.extend(step.names_out_)
+                width = f"{len(step.names_out_)} sparse"
+            else:
+                frame = step.fit(frame).transform(frame)
+                width = str(frame.shape[1])
+            log.info("fitted %s in %.1fs -> %s columns", step.step_name, time.perf_counter() - start, width)
         self.steps_ = steps
         self.feature_names_out_ = _feature_columns(frame)
+        clash = set(self.feature_names_out_) & set(sparse_names)
+        if clash or len(set(sparse_names)) != len(sparse_names):
+            raise ValueError(f"sparse feature steps give column names twice (e.g. {sorted(clash)[:3]}); "
+                             "give each sparse_fingerprint a different kind, radius or n_bits")
+        self.sparse_names_out_ = tuple(sparse_names)
         return self
 
-    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
-        """``sig_id`` + float32 features in fitted column order; rows in the input's order."""
+    def transform_table(self, df: pd.DataFrame) -> FeatureTable:
+        """``sig_id`` + dense float32 features in fitted column order, and the sparse block (None without
+        sparse steps); rows in the input's order."""
         check_is_fitted(self, "steps_")
         _check_frame(df, "input")
         frame = df
+        blocks = []
         for step in self.steps_:
-            frame = step.transform(frame)
+            if is_sparse_step(step):
+                blocks.append(step.transform_sparse(frame))
+            else:
+                frame = step.transform(frame)
         values = frame[self.feature_names_out_].to_numpy(dtype=np.float32)
         features = pd.DataFrame(values, columns=self.feature_names_out_)
-        return pd.concat([frame[[ID_COL]].reset_index(drop=True), features], axis=1)
+        dense = pd.concat([frame[[ID_COL]].reset_index(drop=True), features], axis=1)
+        if not blocks:
+            return FeatureTable(dense)
+        return FeatureTable(dense, sp.hstack(blocks, format="csr", dtype=np.float32), self.sparse_names_out_)
+
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``sig_id`` + float32 features in fitted column order (a set without sparse steps)."""
+        return self.transform_table(df).dense_only("this feature set")
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")
         return np.asarray(self.feature_names_out_, dtype=object)
 
 
-def build_feature_set(
+def build_feature_tables(
     spec: Mapping[str, Any], train: pd.DataFrame, test: pd.DataFrame
-) -> tuple[FeatureSet, pd.DataFrame, pd.DataFrame]:
+) -> tuple[FeatureSet, FeatureTable, FeatureTable]:
     """Fit the config's feature set (``{"fit_on": ..., "steps": [...]}``), then transform train and test."""
     unknown = set(spec) - {"fit_on", "steps"}
     if unknown:
         raise ValueError(f"feature set: unknown keys {sorted(unknown)}; allowed: ['fit_on', 'steps']")
     fs = FeatureSet(steps=list(spec.get("steps", ())), fit_on=spec.get("fit_on", "train+test"))
     fs.fit(train, test)
-    return fs, fs.transform(train), fs.transform(test)
+    return fs, fs.transform_table(train), fs.transform_table(test)
+
+
+def build_feature_set(
+    spec: Mapping[str, Any], train: pd.DataFrame, test: pd.DataFrame
+) -> tuple[FeatureSet, pd.DataFrame, pd.DataFrame]:
+    """:func:`build_feature_tables` of a set without sparse steps, as DataFrames."""
+    fs, train_table, test_table = build_feature_tables(spec, train, test)
+    return fs, train_table.dense_only(), test_table.dense_only()

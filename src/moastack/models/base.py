@@ -87,7 +87,9 @@ class TabularModel(ABC):
         Y_valid: np.ndarray | None,
         context: FitContext,
     ) -> TabularModel:
-        """Fit on float32 ``X`` (n × p) and ``Y`` (n × t, NaN = missing label); validation arrays may be None."""
+        """Fit on float32 ``X`` (n × p; float32 CSR for an arch registered with
+        ``sparse=True`` in :mod:`moastack.archs`) and ``Y`` (n × t, NaN = missing label);
+        validation arrays may be None."""
 
     @abstractmethod
     def predict(self, X: np.ndarray, context: FitContext | None = None) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from moastack.models.base import FitContext
-from moastack.models.sklearn_models import PerTargetModel, _as_matrix
+from moastack.models.sklearn_models import PerTargetModel, _as_matrix, as_float32
 
 _EPS = 1e-7
 
@@ -164,7 +164,7 @@ class XGBoostModel(PerTargetModel):
         if self.param("strategy") == "per_target":
             return super().fit(X, Y, X_valid, Y_valid, context)
         xgb = _xgb()
-        X = np.asarray(X, dtype=np.float32)
+        X = as_float32(X)
         Y = _as_matrix(Y)
         labelled = ~np.isnan(Y)
         n_pos = np.where(labelled, Y > 0.5, False).sum(axis=0)
@@ -190,14 +190,14 @@ class XGBoostModel(PerTargetModel):
             hess = np.maximum(p * (1 - p), 1e-16) * m_train
             return grad, hess
 
-        dtrain = xgb.DMatrix(X, label=y_train, base_margin=self._margin(len(X)))
+        dtrain = xgb.DMatrix(X, label=y_train, base_margin=self._margin(X.shape[0]))
         params = self._booster_params(context, int(context.seed))
         params.update(multi_strategy="multi_output_tree", num_target=Y.shape[1], disable_default_eval_metric=1)
         dvalid, kwargs = None, {}
         if X_valid is not None and Y_valid is not None and (~np.isnan(_as_matrix(Y_valid))).any():
             y_valid, m_valid = masked(_as_matrix(Y_valid))
-            dvalid = xgb.DMatrix(np.asarray(X_valid, dtype=np.float32), label=y_valid,
-                                 base_margin=self._margin(len(X_valid)))
+            X_valid = as_float32(X_valid)
+            dvalid = xgb.DMatrix(X_valid, label=y_valid, base_margin=self._margin(X_valid.shape[0]))
 
             def valid_loss(margin: np.ndarray, _dvalid) -> tuple[str, float]:
                 p = np.clip(_sigmoid(margin.reshape(y_valid.shape)), _EPS, 1 - _EPS)
@@ -215,14 +215,14 @@ class XGBoostModel(PerTargetModel):
     def predict(self, X, context: FitContext | None = None) -> np.ndarray:
         if self.param("strategy") == "per_target":
             return super().predict(X, context)
-        X = np.asarray(X, dtype=np.float32)
+        X = as_float32(X)
         t = self.constant_.size
-        if len(X) == 0:
+        if X.shape[0] == 0:
             return np.empty((0, t), dtype=np.float32)
         booster, n_trees = self.estimators_[0]
         self._predict_device(booster, context)
-        dmatrix = _xgb().DMatrix(X, base_margin=self._margin(len(X)))
-        margin = booster.predict(dmatrix, output_margin=True, iteration_range=(0, n_trees)).reshape(len(X), t)
+        dmatrix = _xgb().DMatrix(X, base_margin=self._margin(X.shape[0]))
+        margin = booster.predict(dmatrix, output_margin=True, iteration_range=(0, n_trees)).reshape(X.shape[0], t)
         out = np.where(np.isnan(self.constant_)[None, :], _sigmoid(margin), self.constant_[None, :])
         return np.clip(out, 0.0, 1.0).astype(np.float32)
 

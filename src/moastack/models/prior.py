@@ -24,7 +24,7 @@ class PriorModel(TabularModel):
         return self
 
     def predict(self, X, context: FitContext | None = None) -> np.ndarray:
-        return np.broadcast_to(self.prior_, (len(X), len(self.prior_))).astype(np.float32)
+        return np.broadcast_to(self.prior_, (X.shape[0], len(self.prior_))).astype(np.float32)
 
     def state(self) -> dict[str, Any]:
         return {"prior": self.prior_}

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from moastack.models.base import FitContext, TabularModel
 
@@ -25,6 +26,8 @@ class PerTargetModel(TabularModel):
     rate) and :meth:`predict_target`; :meth:`encode_estimator`/:meth:`decode_estimator` turn an
     estimator into what :meth:`state` stores (the default keeps the object, pickled by ``save``).
     Learned state: ``estimators_`` (None where the constant applies) and ``constant_`` (NaN elsewhere).
+    ``X`` may be a float32 CSR matrix, kept sparse (archs whose estimator takes CSR are registered with
+    ``sparse=True``).
     """
 
     def fit_target(self, j: int, X: np.ndarray, y: np.ndarray, X_valid: np.ndarray | None,
@@ -51,10 +54,10 @@ class PerTargetModel(TabularModel):
 
     def fit(self, X, Y, X_valid, Y_valid, context: FitContext) -> PerTargetModel:
         """Fit each target on its labelled rows."""
-        X = np.asarray(X, dtype=np.float32)
+        X = as_float32(X)
         Y = _as_matrix(Y)
         if X_valid is not None and Y_valid is not None:
-            X_valid, Y_valid = np.asarray(X_valid, dtype=np.float32), _as_matrix(Y_valid)
+            X_valid, Y_valid = as_float32(X_valid), _as_matrix(Y_valid)
         self.estimators_: list = []
         self.constant_ = np.full(Y.shape[1], np.nan, dtype=np.float32)
         for j in range(Y.shape[1]):
@@ -81,9 +84,9 @@ class PerTargetModel(TabularModel):
 
     def predict(self, X, context: FitContext | None = None) -> np.ndarray:
         """Probability of class 1 per target, float32 (n × t); n may be 0."""
-        X = np.asarray(X, dtype=np.float32)
-        out = np.empty((len(X), len(self.estimators_)), dtype=np.float32)
-        if len(X) == 0:
+        X = as_float32(X)
+        out = np.empty((X.shape[0], len(self.estimators_)), dtype=np.float32)
+        if X.shape[0] == 0:
             return out
         rows = self.prepare_rows(X) if any(e is not None for e in self.estimators_) else X
         for j, estimator in enumerate(self.estimators_):
@@ -100,6 +103,13 @@ class PerTargetModel(TabularModel):
         model.estimators_ = [None if e is None else model.decode_estimator(e) for e in state["estimators"]]
         model.constant_ = np.asarray(state["constant"], dtype=np.float32)
         return model
+
+
+def as_float32(X) -> np.ndarray | sp.csr_matrix:
+    """``X`` as float32: a dense array, or a CSR matrix kept sparse."""
+    if sp.issparse(X):
+        return sp.csr_matrix(X, dtype=np.float32)
+    return np.asarray(X, dtype=np.float32)
 
 
 def _as_matrix(Y) -> np.ndarray:

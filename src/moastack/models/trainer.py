@@ -5,6 +5,11 @@ tensor. Each epoch draws one permutation, gathers the rows into a reused buffer 
 contiguous slices as batches: no Dataset/DataLoader, no per-sample Python, no per-batch host sync.
 That is what makes seeds × folds × models affordable on a 2-core CPU.
 
+A sparse fold (a feature set with ``sparse_fingerprint`` steps: 12k rows × 200k count columns would be
+9.6 GB dense) stays a scipy CSR matrix on the host (:class:`SparseRows`): each epoch's permutation is
+read back once, and every minibatch (and every evaluation / inference batch) is gathered and densified
+on its own, then copied to the device. Only one batch is ever dense.
+
 :func:`train_module` owns how training runs (as Lightning's Trainer does): epochs, the batch order, an
 optional per-epoch input transform (DeepInsight's swap noise), the loss, mixed precision on CUDA,
 gradient clipping, the optimizer and its scheduler (stepped per batch or per epoch), early stopping
@@ -27,6 +32,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -187,8 +193,43 @@ def _derived_seed(seed: int, stream: int) -> int:
 # --------------------------------------------------------------------------- helpers
 
 
-def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
-    """One float32 copy of a fold array on ``device`` (zero-copy on CPU when already float32)."""
+class SparseRows:
+    """A float32 CSR fold on the host, handed to torch as dense row batches on ``device``.
+
+    Supports what the loop asks of an input: ``len``, ``shape``, slicing (``X[start:stop]``, evaluation and
+    inference) and :meth:`take` (an epoch's shuffled minibatch). Each call densifies only its rows.
+    """
+
+    def __init__(self, X: sp.spmatrix, device: torch.device) -> None:
+        self.csr = sp.csr_matrix(X, dtype=np.float32)
+        self.device = device
+
+    def __len__(self) -> int:
+        return int(self.csr.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.csr.shape
+
+    def _dense(self, block: sp.csr_matrix) -> torch.Tensor:
+        t = torch.from_numpy(block.toarray())
+        return t.to(self.device) if self.device.type != "cpu" else t
+
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        if not isinstance(rows, slice):
+            raise TypeError("SparseRows: slice rows with start:stop, or use take(index)")
+        return self._dense(self.csr[rows])
+
+    def take(self, index: np.ndarray) -> torch.Tensor:
+        """The rows at ``index`` (any order), dense on the device."""
+        return self._dense(self.csr[index])
+
+
+def _to_device(a: np.ndarray | sp.spmatrix, device: torch.device) -> torch.Tensor | SparseRows:
+    """One float32 copy of a fold array on ``device`` (zero-copy on CPU when already float32); a sparse
+    matrix stays on the host as :class:`SparseRows`, densified batch by batch."""
+    if sp.issparse(a):
+        return SparseRows(a, device)
     t = torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32))
     return t.to(device, non_blocking=False) if device.type != "cpu" else t
 
@@ -322,7 +363,7 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Ten
 
 def train_module(
     module: nn.Module,
-    X: torch.Tensor,
+    X: torch.Tensor | SparseRows,
     Y: torch.Tensor,
     mask: torch.Tensor | None,
     cfg: TrainConfig,
@@ -340,8 +381,12 @@ def train_module(
     validation loss that early stopping, best-weight restore and ReduceLROnPlateau watch (lower is
     better; None: no validation); ``augment`` transforms each epoch's shuffled inputs (with its own
     seeded generator). Dropout and the batch order draw from streams seeded by ``context.seed``.
+    ``X`` may be :class:`SparseRows`: then each minibatch is densified on its own (no ``augment``).
     """
-    device = X.device
+    sparse = isinstance(X, SparseRows)
+    if sparse and augment is not None:
+        raise ValueError(f"{name or 'train_module'}: an input augmentation needs dense inputs, not a sparse block")
+    device = Y.device
     set_threads(context.threads)
     if device.type == "cpu":
         tune_cpu_allocator()
@@ -357,8 +402,8 @@ def train_module(
     scheduler, per_batch = make_scheduler(optimizer, cfg, len(bounds))
     dtype = amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    # reused gather buffers: one gather per epoch, then batches are contiguous views
-    X_buf, Y_buf = torch.empty_like(X), torch.empty_like(Y)
+    # reused gather buffers: one gather per epoch, then batches are contiguous views (a sparse X: per batch)
+    X_buf, Y_buf = (None if sparse else torch.empty_like(X)), torch.empty_like(Y)
     M_buf = None if mask is None else torch.empty_like(mask)
 
     history: list[dict[str, Any]] = []
@@ -366,7 +411,9 @@ def train_module(
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=perm_gen, device=device)
-        torch.index_select(X, 0, perm, out=X_buf)
+        order = perm.cpu().numpy() if sparse else None
+        if not sparse:
+            torch.index_select(X, 0, perm, out=X_buf)
         torch.index_select(Y, 0, perm, out=Y_buf)
         if M_buf is not None:
             torch.index_select(mask, 0, perm, out=M_buf)
@@ -376,8 +423,9 @@ def train_module(
         for start, stop in bounds:
             lr = optimizer.param_groups[0]["lr"]
             optimizer.zero_grad(set_to_none=True)
+            x = X.take(order[start:stop]) if sparse else X_e[start:stop]
             with autocast(dtype):
-                outputs = module(X_e[start:stop])
+                outputs = module(x)
             m = None if M_buf is None else M_buf[start:stop]
             loss = loss_fn(outputs.float(), Y_buf[start:stop], m)
             backward_step(loss, optimizer, scaler, cfg.grad_clip)
@@ -466,7 +514,7 @@ def predict_module(
     module.to(device)
     was_training = module.training
     module.eval()
-    X_t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
+    X_t = _to_device(X, device)
     chunks = [(torch.sigmoid(out) if sigmoid else out).cpu() for _, _, out in batched_outputs(module, X_t, batch_size, dtype)]
     module.train(was_training)
     if not chunks:
@@ -506,7 +554,7 @@ def fit_module(
     X_t, Y_t, mask_t = prepare_targets(X, Y, device)
     Y_t = SmoothBCEWithLogits(cfg.label_smoothing, cfg.target_clip).smooth(Y_t)  # once, not per batch
     evaluate = None
-    if X_valid is not None and Y_valid is not None and len(X_valid) > 0:
+    if X_valid is not None and Y_valid is not None and X_valid.shape[0] > 0:
         evaluate = bce_evaluator(*prepare_targets(X_valid, Y_valid, device), cfg.eval_batch_size, amp_dtype(cfg, device))
 
     def loss_fn(logits: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
@@ -520,8 +568,8 @@ def prepare_targets(
     X: np.ndarray, Y: np.ndarray, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Device tensors for a fold; NaN targets become a mask (None when there are none) and zeros."""
-    if len(X) != len(Y):
-        raise ValueError(f"X has {len(X)} rows but Y has {len(Y)}")
+    if X.shape[0] != len(Y):
+        raise ValueError(f"X has {X.shape[0]} rows but Y has {len(Y)}")
     X_t, Y_t = _to_device(X, device), _to_device(Y, device)
     mask = label_mask(Y_t)
     if mask is not None:
@@ -544,6 +592,9 @@ def init_output_bias(module: nn.Module, Y: np.ndarray, eps: float = 1e-4) -> Non
 
 class TorchTabularModel(TabularModel):
     """A :class:`TabularModel` around a BCE-trained torch module: subclasses only implement :meth:`build_module`.
+
+    A sparse ``X`` is densified batch by batch (:class:`SparseRows`) by :func:`fit_module` and
+    :func:`predict_module`; archs registered with ``sparse=True`` in :mod:`moastack.archs` get one.
 
     ``params`` hold the architecture's keys (``defaults``) and any :class:`TrainConfig` field (with the
     arch's ``train_defaults`` over TrainConfig's); the base class rejects unknown keys.
