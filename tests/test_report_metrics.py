@@ -223,6 +223,12 @@ def test_many_targets_show_the_best_and_worst_rows_and_fold_the_rest():
     best, worst = table["target"].iloc[0], table["target"].iloc[-1]
     shown = html.split("<details>")[0]
     assert shown.index(f">{best}</td>") < shown.index("Worst") < shown.index(f">{worst}</td>")
+    # few targets with a positive among many (the tiny lish-moa run): those in one table, no best/worst overlap
+    y[:, 5:] = 0.0
+    table, _ = thresholds_table({"thresholds": decision_thresholds(y, p, names, "f1")})
+    html = _thresholds_section(SimpleNamespace(thresholds=table, threshold_metric="f1"))
+    assert "<h3>The 5 targets with a labelled positive</h3>" in html and "<h3>Best" not in html
+    assert html.count("<tr>") == 2 + 5 + 60 and "55 targets without a labelled positive" in html
     empty, no_metric = thresholds_table({"methods": {}})  # a run without thresholds
     assert empty.empty and no_metric is None
 

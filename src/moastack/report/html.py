@@ -197,13 +197,15 @@ def _thresholds_section(data: ReportData) -> str:
     scored = t[t[key].notna()]
     never = t.loc[t[key].isna(), "target"].tolist()
     means = ", ".join(f"{c} {fmt_rate(scored[c].mean())}" for c in ("F1", "MCC", "precision", "recall"))
+    n = THRESHOLDS_EDGE
+    folded = f"<details><summary>All {len(t)} targets (best {key} first)</summary>{table(t)}</details>"
     if len(t) <= THRESHOLDS_SHOWN:
         body = table(t)
+    elif len(scored) <= 2 * n:  # few targets with a positive: all of them, the others only folded
+        body = f"<h3>The {len(scored)} targets with a labelled positive</h3>{table(scored)}{folded}"
     else:
-        n = THRESHOLDS_EDGE
         body = (f"<h3>Best {n} targets by {key}</h3>{table(scored.head(n))}"
-                f"<h3>Worst {n} targets by {key}</h3>{table(scored.tail(n).iloc[::-1])}"
-                f"<details><summary>All {len(t)} targets (best {key} first)</summary>{table(t)}</details>")
+                f"<h3>Worst {n} targets by {key}</h3>{table(scored.tail(n).iloc[::-1])}{folded}")
     note = ""
     if never:
         shown = ", ".join(never[:20]) + (f" and {len(never) - 20} more" if len(never) > 20 else "")
