@@ -98,3 +98,56 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         "scored_targets": data["train_targets_scored"], "train_features": data["train_features"],
         "test_features": data["test_features"], "train_targets_nonscored": data["train_targets_nonscored"],
     }
+
+
+# ------------------------------------------------------------------------------- Tox21 challenge
+TOX21 = ROOT.parent / "shared" / "data" / "tox21" / "tox21.csv"
+TOX21_CHALLENGE_SMOKE = ROOT / "configs" / "tox21-challenge-smoke.yaml"
+TOX21_ASSAYS = ["NR-AR", "NR-AR-LBD", "NR-AhR", "NR-Aromatase", "NR-ER", "NR-ER-LBD", "NR-PPAR-gamma",
+                "SR-ARE", "SR-ATAD5", "SR-HSE", "SR-MMP", "SR-p53"]
+#: score-file rows beside the real ones: a SMILES that needs the [nH] repair, one RDKit cannot read
+REPAIRED_ROW, BROKEN_ROW = ("bzim-01", "c1nc2ccccc2n1"), ("broken-01", "C1CC")
+
+
+def tox21_challenge_files(workdir: Path, n_train: int = 300, n_score: int = 40) -> dict[str, Path]:
+    """The two files of the challenge preset, built from tox21.csv (the real challenge files are not on
+    this machine): ``challenge-train.csv`` = the first ``n_train`` compounds as samples ``<mol_id>-01``,
+    then a second sample (``-02``) of 40 of them, 20 with one labelled cell flipped (conflicts), and a
+    third sample (``-03``) of 10 of those 20 agreeing with the first (a 2:1 majority); "NA" for missing
+    labels. ``challenge-score.csv`` = the next ``n_score`` compounds (no labels) + REPAIRED_ROW and
+    BROKEN_ROW."""
+    import numpy as np
+    import pandas as pd
+
+    raw = pd.read_csv(TOX21, dtype={"mol_id": str, "smiles": str})
+    first = raw.iloc[:n_train].rename(columns={"mol_id": "sample_id"})
+    first = first.assign(sample_id=first["sample_id"] + "-01")
+    rng = np.random.default_rng(0)
+    second = first.iloc[rng.choice(n_train, 40, replace=False)].copy()
+    second["sample_id"] = second["sample_id"].str.replace("-01", "-02")
+    for i in range(20):
+        labelled = [c for c in TOX21_ASSAYS if second[c].notna().iat[i]]
+        col = labelled[int(rng.integers(len(labelled)))]
+        second.iloc[i, second.columns.get_loc(col)] = 1.0 - second[col].iat[i]
+    third = first.set_index("smiles").loc[second["smiles"].iloc[:10]].reset_index()[first.columns]
+    third["sample_id"] = third["sample_id"].str.replace("-01", "-03")
+    train = pd.concat([first, second, third], ignore_index=True)
+    score = raw.iloc[n_train:n_train + n_score][["mol_id", "smiles"]].rename(columns={"mol_id": "sample_id"})
+    score = pd.concat([score, pd.DataFrame([REPAIRED_ROW, BROKEN_ROW], columns=list(score.columns))],
+                      ignore_index=True)
+    paths = {"train": workdir / "challenge-train.csv", "score": workdir / "challenge-score.csv"}
+    train.to_csv(paths["train"], index=False, na_rep="NA", float_format="%g")
+    score.to_csv(paths["score"], index=False)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tox21_challenge_run(tmp_path_factory) -> Path:
+    """One run of configs/tox21-challenge-smoke.yaml on files built from tox21.csv (copy it before editing)."""
+    if not TOX21.exists():
+        pytest.skip(f"{TOX21} not found (the real Tox21 file lives in ../shared/data/tox21)")
+    workdir = tmp_path_factory.mktemp("tox21_challenge")
+    tox21_challenge_files(workdir)
+    write_config(workdir, yaml.safe_load(TOX21_CHALLENGE_SMOKE.read_text()))
+    run_snakemake(workdir)
+    return workdir

@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--results", default="results", help="the pipeline's results folder (default: results)")
-    p.add_argument("--input", required=True, help="new samples: a CSV (or .parquet) with the train_features columns")
+    p.add_argument("--input", required=True,
+                   help="new samples: a CSV (or .parquet) with the train_features columns; for a run of molecules "
+                        "(data.source: table), its id and SMILES columns")
     p.add_argument("--output", required=True, help="where to write the predictions CSV")
     p.add_argument("--batch-size", type=_positive_int, default=4096, help="rows per batch (default: 4096)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -52,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "probability is >= the target's decision threshold stored with the blend (F1- or "
                         "MCC-optimal on its OOF predictions)")
     p.add_argument("--quiet", action="store_true", help="no progress line or summary on stderr")
+    p.add_argument("--invalid-smiles", choices=["refuse", "drop"], default=None,
+                   help="molecules only: SMILES RDKit cannot read stop with the rows named (refuse, the default) "
+                        "or are left out with a count on stderr (drop)")
     p.set_defaults(func=_predict)
 
     r = sub.add_parser(
@@ -90,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--calibrate", metavar="RESULTS", default=None,
                     help="instead: fit the size model's constants on a finished run's RESULTS/benchmarks "
                          "(with the first --configfile) and print them")
+    pl.add_argument("--idle", action="store_true",
+                    help="with --calibrate: the run had the machine to itself, so its wall times are taken as "
+                         "measured (by default a job's time is corrected for waiting for the CPU, from its CPU time)")
     pl.add_argument("--probe", action="store_true",
                     help="instead: time one epoch of the config's simple_nn, tabnet and resnet2h models at its size on "
                          "one thread (CPU time) and print their rates per GMAC (imports torch; minutes at full size)")
@@ -102,7 +110,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     out = predict(args.results, args.input, args.output, batch_size=args.batch_size, device=args.device,
-                  threads=args.threads, progress=False if args.quiet else None, labels=args.labels)
+                  threads=args.threads, progress=False if args.quiet else None, labels=args.labels,
+                  invalid_smiles=args.invalid_smiles)
     if not args.quiet:
         n_targets = (out.shape[1] - 1) // 2 if args.labels else out.shape[1] - 1
         labelled = " (probabilities and 0/1 labels)" if args.labels else ""
@@ -140,7 +149,7 @@ def _plan(args: argparse.Namespace) -> int:
         return 0
     if args.calibrate:
         config = load_config(configfiles[0])
-        fitted = calibrate([(config, args.calibrate)])
+        fitted = calibrate([(config, args.calibrate)], idle=args.idle)
         measured = measured_schedule(config, args.calibrate)
         if args.json:
             print(json.dumps({"calibration": fitted, "measured": measured}, indent=2))

@@ -33,10 +33,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write ``df`` without its pandas index, atomically."""
+def write_parquet(df: pd.DataFrame, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """Write ``df`` without its pandas index, atomically; ``metadata`` adds key-value pairs to the footer."""
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False, engine="pyarrow")
+        if not metadata:
+            df.to_parquet(tmp, index=False, engine="pyarrow")
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        extra = {key.encode(): value.encode() for key, value in metadata.items()}
+        pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **extra}), tmp)
 
 
 def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
@@ -48,6 +56,13 @@ def parquet_columns(path: str | os.PathLike) -> list[str]:
     import pyarrow.parquet as pq
 
     return list(pq.read_schema(path).names)
+
+
+def parquet_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The key-value pairs of a Parquet file's footer (pandas' own ``pandas`` key included)."""
+    import pyarrow.parquet as pq
+
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in (pq.read_schema(path).metadata or {}).items()}
 
 
 def read_present_columns(path: str | os.PathLike, columns: list[str]) -> pd.DataFrame:

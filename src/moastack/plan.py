@@ -399,35 +399,33 @@ def job_work(config: dict, job: PlannedJob, sizes: Sizes) -> tuple[str, float, f
 #: per cost class; a job with t threads runs its work ``speedup(t)`` times faster. Fitted by
 #: :func:`calibrate` on measured runs (see the comment on the values).
 # >>> calibration values (written by the fit; see the comment)
-# Fitted on 2026-12-01 on this project's shared 2-vCPU AMD EPYC machine (23 GB RAM) by
-# moastack.plan.calibrate on ONE cold demo run (config.yaml: 4,000 x 875 synthetic rows,
-# `snakemake --cores 2`, 6,413 s wall): all 57 of its jobs (blend,
-# submission and report included). The
-# machine was loaded by other work during that run (load average 6-12 on 2 cores), so each job's
-# time is taken as uncontended, min(wall, cpu_time / utilisation of the least disturbed job of its
-# class), and the fastest of same-size jobs counts. One data size only: start-ups come from the
-# cheapest jobs, rates from each class's jobs' sizes (simple_nn: five models of 2 sizes).
+# Fitted on 2026-12-01 on this project's 2-vCPU AMD EPYC machine (23 GB RAM), otherwise idle, by
+# moastack.plan.calibrate on the last of three cold demo runs (config.yaml: 4,000 x 875 synthetic rows,
+# one thread per fold job, `snakemake --cores 2`; benchmarks/demo_time.py --repeats 3: 364.5, 354.7,
+# 361.7 s wall): all 57 of its jobs, wall times as measured (`--idle`). One data size only: start-ups
+# come from the cheapest jobs, rates from each class's jobs' sizes (simple_nn: five models of 2 sizes).
 # train:tabnet and train:resnet2h never ran in the demo: their rates come from
 # `moastack plan --probe --configfile configs/winner.yaml` (one epoch at 23,814 rows, one thread, CPU
 # time): tabnet 6.69 s, resnet2h 2.62 s per epoch; their start-up and
 # memory are simple_nn's. The same probe's simple_nn epoch (12.3 s CPU, nn3_stage1 at full size)
-# gives 0.03077 s/GMAC on one thread against the demo's 0.01765 (kept; the NN rates are uncertain by that 1.7x).
+# gives 0.03077 s/GMAC on one thread against the demo's 0.01381 (kept; the NN rates are uncertain by
+# that factor 2.2 at full size: the demo's small matrices stay in cache).
 CALIBRATION: dict[str, dict[str, float]] = {
-    'blend': {'startup': 2.871, 'rate': 0.4638, 'mem_base': 745.7, 'mem_per_mb': 9.424, 'points': 1},
-    'collect': {'startup': 2.871, 'rate': 0.3318, 'mem_base': 745.7, 'mem_per_mb': 5.203, 'points': 2},
-    'feature_map': {'startup': 2.871, 'rate': 1.203, 'mem_base': 745.7, 'mem_per_mb': 7.822, 'points': 1},
-    'features': {'startup': 2.624, 'rate': 0.8452, 'mem_base': 745.7, 'mem_per_mb': 3.756, 'points': 2},
-    'folds': {'startup': 2.871, 'rate': 0.3721, 'mem_base': 745.7, 'mem_per_mb': 36.87, 'points': 1},
-    'prepare': {'startup': 2.871, 'rate': 0.2648, 'mem_base': 745.7, 'mem_per_mb': 5.109, 'points': 1},
-    'report': {'startup': 2.871, 'rate': 0.05242, 'mem_base': 745.7, 'mem_per_mb': 3.825, 'points': 1},
-    'submission': {'startup': 2.871, 'rate': 0.9015, 'mem_base': 745.7, 'mem_per_mb': 0.0, 'points': 1},
-    'train:deepinsight': {'startup': 2.871, 'rate': 1.0, 'mem_base': 745.7, 'mem_per_mb': 29.63, 'points': 1},
-    'train:prior': {'startup': 2.871, 'rate': 2.208e-07, 'mem_base': 745.7, 'mem_per_mb': 9.408, 'points': 1},
-    'train:resnet2h': {'startup': 5.667, 'rate': 0.03954, 'mem_base': 1098.2, 'mem_per_mb': 3.398, 'points': 0},
-    'train:simple_nn': {'startup': 5.667, 'rate': 0.01765, 'mem_base': 1098.2, 'mem_per_mb': 3.398, 'points': 4},
-    'train:tabnet': {'startup': 5.667, 'rate': 0.2078, 'mem_base': 1098.2, 'mem_per_mb': 3.398, 'points': 0},
+    'blend': {'startup': 0.88, 'rate': 0.4214, 'mem_base': 119.3, 'mem_per_mb': 10.77, 'points': 1},
+    'collect': {'startup': 0.113, 'rate': 0.3469, 'mem_base': 265.0, 'mem_per_mb': 0.1692, 'points': 2},
+    'feature_map': {'startup': 0.88, 'rate': 1.843, 'mem_base': 119.3, 'mem_per_mb': 8.998, 'points': 1},
+    'features': {'startup': 1.804, 'rate': 0.6689, 'mem_base': 119.3, 'mem_per_mb': 4.375, 'points': 2},
+    'folds': {'startup': 0.88, 'rate': 0.9102, 'mem_base': 119.3, 'mem_per_mb': 36.33, 'points': 1},
+    'prepare': {'startup': 0.88, 'rate': 0.1737, 'mem_base': 119.3, 'mem_per_mb': 7.567, 'points': 1},
+    'report': {'startup': 0.88, 'rate': 0.04084, 'mem_base': 119.3, 'mem_per_mb': 3.841, 'points': 1},
+    'submission': {'startup': 0.88, 'rate': 0.0, 'mem_base': 119.3, 'mem_per_mb': 0.0, 'points': 1},
+    'train:deepinsight': {'startup': 0.88, 'rate': 0.07029, 'mem_base': 119.3, 'mem_per_mb': 52.67, 'points': 1},
+    'train:prior': {'startup': 0.88, 'rate': 7.282e-07, 'mem_base': 119.3, 'mem_per_mb': 8.222, 'points': 1},
+    'train:resnet2h': {'startup': 7.235, 'rate': 0.03954, 'mem_base': 979.1, 'mem_per_mb': 3.695, 'points': 0},
+    'train:simple_nn': {'startup': 7.235, 'rate': 0.01404, 'mem_base': 979.1, 'mem_per_mb': 3.695, 'points': 4},
+    'train:tabnet': {'startup': 7.235, 'rate': 0.2078, 'mem_base': 979.1, 'mem_per_mb': 3.695, 'points': 0},
 }
-DISPATCH_SECONDS = 0.00  # (measured wall - list schedule of the measured job times) / jobs: 6,413 - 6,414 s
+DISPATCH_SECONDS = 0.81  # (measured wall - list schedule of the measured job times) / jobs: (361.7 - 315.4) / 57 s
 # <<< calibration values
 #: each thread beyond the first adds this much speed (assumed, not fitted: torch's and BLAS's scaling on
 #: 2-4 threads for these small matrices)
@@ -442,8 +440,8 @@ PARALLEL_EFFICIENCY = 0.5
 GPU_RATE: dict[str, Any] = {"startup": 30.0, "per_image": 0.0159, "backbones": {},
                             "source": "winners' 12-25 h per model on two 2080 Ti (not measured here)"}
 CALIBRATION_NOTE = (
-    "calibration: one cold demo run on a shared 2-vCPU AMD EPYC (2026-12-01; uncontended by CPU "
-    "time), tabnet/resnet2h from a one-epoch probe at 23,814 rows; umap/factor_analysis/kmeans step costs and "
+    "calibration: three cold demo runs on an idle 2-vCPU AMD EPYC (2026-12-01; the last one fitted), "
+    "tabnet/resnet2h from a one-epoch probe at 23,814 rows; umap/factor_analysis/kmeans step costs and "
     "the GPU rate (winners' 2080 Ti figure) are not measured. Full epochs (no early stopping)."
 )
 
@@ -791,11 +789,17 @@ def speedup(threads: int) -> float:
 UNDISTURBED_UTILISATION = 0.7
 
 
-def uncontended_seconds(bench: dict[str, dict[str, float]], classes: dict[str, str]) -> dict[str, float]:
+def uncontended_seconds(bench: dict[str, dict[str, float]], classes: dict[str, str],
+                        idle: bool = False) -> dict[str, float]:
     """Each job's wall time as if it had had its cores to itself: ``min(s, cpu_time / u)``, where ``u`` is the
     CPU utilisation (cpu_time / s) of the least disturbed job of the same cost class in the run, at least
     :data:`UNDISTURBED_UTILISATION`. On a shared machine a job waits for the CPU (its wall time grows, its
-    CPU time hardly does), so the CPU time it used measures its work better than its wall time."""
+    CPU time hardly does), so the CPU time it used measures its work better than its wall time. A run on an
+    ``idle`` machine keeps its wall times: there some jobs use well under a core by nature (a 1-thread
+    DeepInsight job used 0.4 of one, with the other core busy with another job), which the correction would
+    take for waiting."""
+    if idle:
+        return {key: row["s"] for key, row in bench.items()}
     util: dict[str, float] = defaultdict(lambda: UNDISTURBED_UTILISATION)
     for key, row in bench.items():
         if key in classes and row.get("s", 0) > 0 and "cpu_time" in row:
@@ -804,7 +808,7 @@ def uncontended_seconds(bench: dict[str, dict[str, float]], classes: dict[str, s
             for key, row in bench.items()}
 
 
-def calibration_points(runs: list[tuple[dict, str | Path]]) -> dict[str, list[dict[str, Any]]]:
+def calibration_points(runs: list[tuple[dict, str | Path]], idle: bool = False) -> dict[str, list[dict[str, Any]]]:
     """Per cost class, one point per distinct job size of each run: the size in single-thread work units,
     the fastest uncontended wall time (:func:`uncontended_seconds`) of the jobs of that size (the folds of
     one model are the same size; the least disturbed one counts) and their largest peak RSS."""
@@ -815,10 +819,10 @@ def calibration_points(runs: list[tuple[dict, str | Path]]) -> dict[str, list[di
         jobs = [j for j in plan_jobs(config) if j.key in bench]
         for job in jobs:
             job.cost_class, job.size, job.data_bytes = job_work(config, job, sizes)
-        idle = uncontended_seconds(bench, {j.key: j.cost_class for j in jobs})
+        alone = uncontended_seconds(bench, {j.key: j.cost_class for j in jobs}, idle=idle)
         for job in jobs:
             cls, work = job.cost_class, job.size
-            groups[(cls, i, round(work / speedup(job.threads), 9))].append((job, bench[job.key], idle[job.key]))
+            groups[(cls, i, round(work / speedup(job.threads), 9))].append((job, bench[job.key], alone[job.key]))
     points: dict[str, list[dict[str, Any]]] = defaultdict(list)
     best_util: dict[str, float] = defaultdict(float)
     for (cls, _, _), members in groups.items():
@@ -835,7 +839,7 @@ def calibration_points(runs: list[tuple[dict, str | Path]]) -> dict[str, list[di
                             "rss": max(m[1]["max_rss"] for m in members),
                             # under half its class's best CPU share: multi-threaded jobs then also burn CPU
                             # spinning, so even the CPU time overstates the work
-                            "disturbed": util < 0.5 * best_util[cls]})
+                            "disturbed": not idle and util < 0.5 * best_util[cls]})
     return points
 
 
@@ -851,10 +855,11 @@ def _fit_class(pts: list[tuple[float, float]], floor: float) -> tuple[float, flo
     return _fit_line(pts, startup=a)
 
 
-def calibrate(runs: list[tuple[dict, str | Path]]) -> dict[str, dict[str, float]]:
+def calibrate(runs: list[tuple[dict, str | Path]], idle: bool = False) -> dict[str, dict[str, float]]:
     """Fit each cost class's start-up, single-thread rate and memory constants on measured runs:
-    ``(config, results)`` pairs (the config validated, the results folder holding ``benchmarks/``)."""
-    points = calibration_points(runs)
+    ``(config, results)`` pairs (the config validated, the results folder holding ``benchmarks/``); ``idle``:
+    the runs had the machine to themselves (wall times kept, see :func:`uncontended_seconds`)."""
+    points = calibration_points(runs, idle=idle)
     floor_s = min(p["s"] for pts in points.values() for p in pts)  # the cheapest job: start-up alone
     floor_mb = min(p["rss"] for pts in points.values() for p in pts)  # the imports' footprint
     out = {}

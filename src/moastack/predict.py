@@ -22,6 +22,12 @@ A regression run (``blend/weights.json`` metric ``mrrmse``) reads new rows in th
 job's saved target encoder to their key columns and clips nothing to [0, 1]. Seeds are combined as the
 model's ``score.json`` says (``seed_aggregate`` median: the median over seeds of the per-seed fold means).
 
+A run of molecules (``data.source: table``) reads new rows by the columns ``prepare`` recorded in
+``data/train_features.parquet``'s footer (:func:`table_source_record`): an id and a SMILES column (and
+its numeric feature columns, if it had any), validated by the table source's own code (unparsable
+SMILES name their rows, or are dropped with a logged count under ``--invalid-smiles drop``; an aromatic
+``n`` written without its H is repaired as in ``prepare``); the output's id column keeps the run's name.
+
 What a results folder must hold is derived from the artifacts themselves (``weights.json`` names the
 members, each ``score.json`` its seeds and folds, each ``model.pt`` its feature set and upstream
 models), so no config is needed; every missing file is named in one error.
@@ -29,6 +35,7 @@ models), so no config is needed; every missing file is named in one error.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -265,6 +272,32 @@ def read_input(path: str | os.PathLike, task: Task = MULTILABEL) -> pd.DataFrame
     return validate_features(frame, str(path))
 
 
+def table_source_record(results: str | os.PathLike) -> dict[str, Any] | None:
+    """The columns a ``table``-source run was prepared with (id, SMILES, features, labels), as ``prepare``
+    recorded them in ``data/train_features.parquet``'s footer; None for a run of another source (or a
+    folder without its prepared tables, read as lish-moa rows)."""
+    from moastack.data.table import RECORD_KEY
+
+    path = Path(results) / "data" / "train_features.parquet"
+    if not path.is_file():
+        return None
+    footer = io.parquet_metadata(path)
+    if RECORD_KEY in footer:
+        return json.loads(footer[RECORD_KEY])
+    if "cp_type" not in io.parquet_columns(path) and results_task(results).layout != "perturbation":
+        raise ArtifactError(f"{path}: prepared by an older moastack, which did not record the table source's "
+                            "columns; rerun the pipeline from prepare (snakemake --forcerun prepare --cores N)")
+    return None
+
+
+def read_molecules(path: str | os.PathLike, record: dict[str, Any], invalid_smiles: str = "refuse") -> pd.DataFrame:
+    """New molecules (ids + SMILES, CSV or Parquet by extension) validated like ``prepare``'s table source,
+    by the columns ``record`` names: ``sig_id``, canonical ``smiles`` and the feature columns."""
+    from moastack.data.table import load_new_rows
+
+    return load_new_rows(str(path), record, invalid_smiles, drop_hint="--invalid-smiles drop skips them")
+
+
 def results_task(results: str | os.PathLike) -> Task:
     """The task of a results folder, from its blend's metric (multilabel when there is no blend yet)."""
     weights = Path(results) / "blend" / "weights.json"
@@ -378,12 +411,25 @@ def predict(
     device: str = "auto",
     threads: int = 0,
     progress: bool | None = None,
+    invalid_smiles: str | None = None,
     labels: bool = False,
 ) -> pd.DataFrame:
-    """Validate ``input_path``, replay the pipeline from ``results`` and write the CSV ``output``; with
-    ``labels``, each target's 0/1 call at the blend's stored threshold follows the probabilities."""
+    """Validate ``input_path``, replay the pipeline from ``results`` and write the CSV ``output``.
+
+    For a results folder of a ``table`` source the input is molecules (the run's id and SMILES columns,
+    plus its feature columns if it had any), ``invalid_smiles`` (``refuse`` by default, or ``drop``) says
+    what to do with SMILES RDKit cannot read, and the output's id column takes the run's id column name.
+    With ``labels``, each target's 0/1 call at the blend's stored threshold follows the probabilities.
+    """
     thresholds = load_thresholds(results) if labels else None  # refuse before any work
-    features = read_input(input_path, task=results_task(results))
+    record = table_source_record(results)
+    if record is None:
+        if invalid_smiles is not None:
+            raise PredictError(f"--invalid-smiles: {results} is not a run of molecules (a table source); its "
+                               "input rows have no SMILES")
+        features = read_input(input_path, task=results_task(results))
+    else:
+        features = read_molecules(input_path, record, invalid_smiles or "refuse")
     plan = plan_prediction(results)
     bar = Progress(0, enabled=progress)
     try:
@@ -395,5 +441,7 @@ def predict(
             out = apply_thresholds(out, thresholds, list(out.columns[1:]))
         except ValueError as err:
             raise ArtifactError(f"{Path(results) / 'blend' / 'weights.json'}: {err}") from err
+    if record is not None:
+        out = out.rename(columns={ID_COL: record["id_column"]})
     io.write_csv(out, output, float_format="%.8g")
     return out

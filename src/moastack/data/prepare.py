@@ -12,6 +12,7 @@ for later rules to pick up.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -97,17 +98,21 @@ def prepare(data_cfg: dict[str, Any], outputs: dict[str, str]) -> dict[str, pd.D
     missing = [name for name in C.TABLES if name not in outputs]
     if missing:
         raise ValueError(f"prepare: no output path for tables {missing}")
+    footer: dict[str, dict[str, str]] = {}
     if get_task(data_cfg.get("task")).layout == "perturbation" or data_cfg.get("source") == "synthetic_perturbation":
         validated = _load_regression(data_cfg)
     elif data_cfg.get("source") == "table":
-        from moastack.data.table import load_table_source
+        from moastack.data.table import RECORD_KEY, load_table_source, table_record
 
         log.info("reading the table source %s", data_cfg["table"]["path"])
         validated = load_table_source(data_cfg["table"])  # validated as it is read
+        # moastack predict reads new molecules by the columns recorded here
+        footer = {table: {RECORD_KEY: json.dumps(table_record(data_cfg["table"]))}
+                  for table in ("train_features", "test_features")}
     else:
         frames, files = load_source(data_cfg)
         validated = validate_tables(frames, files)
     for name in C.TABLES:
-        write_parquet(validated[name], outputs[name])
+        write_parquet(validated[name], outputs[name], metadata=footer.get(name))
         log.info("wrote %s (%d rows, %d columns)", outputs[name], *validated[name].shape)
     return validated

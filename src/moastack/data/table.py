@@ -11,13 +11,20 @@ RDKit SMILES, when a SMILES column is configured), then the numeric feature colu
 ``cp_*`` columns); ``train_targets_scored`` = ``sig_id`` + labels as float32 with NaN for missing;
 ``train_targets_nonscored`` = ``sig_id`` only; ``train_drug`` = ``sig_id`` + ``drug_id`` (the canonical
 SMILES, so the drug-aware folds keep one molecule in one fold; the id when there is no SMILES).
+
+SMILES are read by :func:`moastack.data.smiles.read_smiles`: an aromatic ``n`` written without its H is
+repaired when exactly one molecule results (counted in the log), the rest RDKit cannot read are refused
+or dropped (``invalid_smiles``). One molecule under several ids (``duplicates``) is refused, reduced to
+its first row, or merged into one row whose conflicting label cells follow an explicit policy
+(``any_positive`` = ``merge``, ``majority``, ``drop_conflicts``), with the counts in the log.
+``prepare`` records the columns in ``train_features.parquet``'s footer (:func:`table_record`), and
+``moastack predict`` reads new molecules by them with this module's checks (:func:`load_new_rows`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +33,19 @@ import numpy as np
 import pandas as pd
 
 from moastack import columns as C
+from moastack.data.smiles import (  # parse_smiles, quiet_rdkit: re-exported for older imports
+    ReadSmiles,
+    parse_smiles,  # noqa: F401
+    quiet_rdkit,  # noqa: F401
+    read_smiles,
+)
 from moastack.data.validate import MAX_EXAMPLES, InputError, _names
 
 log = logging.getLogger(__name__)
 
 SMILES_COL = "smiles"
-DUPLICATE_POLICIES = ("refuse", "keep_first", "merge")
+#: what to do with one molecule (canonical SMILES) under several ids; ``merge`` is ``any_positive`` (its older name)
+DUPLICATE_POLICIES = ("refuse", "keep_first", "merge", "any_positive", "majority", "drop_conflicts")
 INVALID_SMILES_POLICIES = ("refuse", "drop")
 TABLE_KEYS = (
     "path",
@@ -42,6 +56,7 @@ TABLE_KEYS = (
     "test_path",
     "duplicates",
     "invalid_smiles",
+    "missing_labels",
 )
 _RESERVED = (C.ID_COL, SMILES_COL, C.DRUG_COL)
 _COLUMN_LIMIT = 20  # how many of a file's columns a "missing columns" message lists
@@ -59,6 +74,7 @@ class TableSpec:
     test_path: str | None = None
     duplicates: str = "refuse"
     invalid_smiles: str = "refuse"
+    missing_labels: tuple[str, ...] = ()  # label values meaning "not measured" besides an empty field
 
 
 @dataclass
@@ -92,17 +108,18 @@ def table_spec(cfg: Mapping[str, Any], where: str = "data.table") -> TableSpec:
         test_path=str(cfg["test_path"]) if cfg.get("test_path") else None,
         duplicates=cfg.get("duplicates") or "refuse",
         invalid_smiles=cfg.get("invalid_smiles") or "refuse",
+        missing_labels=_column_list(cfg.get("missing_labels"), f"{where}.missing_labels", "label values"),
     )
     _check_policies(spec, where)
     _check_column_roles(spec, where)
     return spec
 
 
-def _column_list(value: Any, where: str) -> tuple[str, ...]:
+def _column_list(value: Any, where: str, what: str = "column names") -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str) or not isinstance(value, Sequence):
-        raise InputError(f"{where}: expected a list of column names, got {value!r}")
+        raise InputError(f"{where}: expected a list of {what}, got {value!r}")
     return tuple(str(v) for v in value)
 
 
@@ -131,12 +148,18 @@ def _check_column_roles(spec: TableSpec, where: str) -> None:
 
 # ------------------------------------------------------------------------------------------- reading
 def _read(path: str, spec: TableSpec) -> pd.DataFrame:
-    """The CSV with only empty fields as missing (``NA`` is a value, and an error in a label column)."""
+    """The CSV with only empty fields as missing (``NA`` is a value, and an error in a label column unless
+    ``missing_labels`` lists it), or a Parquet file (by its ``.parquet`` extension) as it is typed."""
     file = Path(path)
     if not file.is_file():
         raise InputError(f"{path}: file not found")
     if file.stat().st_size == 0:
         raise InputError(f"{path}: file is empty")
+    if file.suffix == ".parquet":
+        try:
+            return pd.read_parquet(file, engine="pyarrow")
+        except Exception as err:  # pyarrow raises several unrelated types for a file that is not Parquet
+            raise InputError(f"{path}: not a readable Parquet file: {err}") from err
     text_cols = {spec.id_column: "str", **({spec.smiles_column: "str"} if spec.smiles_column else {})}
     try:
         return pd.read_csv(file, dtype=text_cols, keep_default_na=False, na_values=[""], low_memory=False)
@@ -206,14 +229,18 @@ def _is_number(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
 
 
-def _labels(df: pd.DataFrame, file: str, cols: Sequence[str], rows, ids, id_name) -> np.ndarray:
-    """0/1 labels as float32, NaN where the field is empty; anything else is an error."""
+def _labels(df: pd.DataFrame, file: str, cols: Sequence[str], rows, ids, id_name, missing=()) -> np.ndarray:
+    """0/1 labels as float32, NaN where the field is empty or one of ``missing``; anything else is an error."""
     out = np.empty((len(df), len(cols)), dtype=np.float32)
     for j, col in enumerate(cols):
-        values, _ = _numeric(df, col)
-        bad = ~((values == 0) | (values == 1) | df[col].isna().to_numpy())
+        raw = df[col]
+        if missing:
+            raw = raw.mask(raw.astype("str").str.strip().isin(missing))
+        values, _ = _numeric(raw.to_frame(), col)
+        bad = ~((values == 0) | (values == 1) | raw.isna().to_numpy())
         if bad.any():
-            what = f"label column '{col}' has values other than 0, 1 and empty"
+            also = f", {_names(missing)}" if missing else ""
+            what = f"label column '{col}' has values other than 0, 1{also} and empty"
             raise _rows_error(file, what, bad, rows, ids, id_name, df[col].to_numpy(dtype=object))
         out[:, j] = values
     return out
@@ -237,63 +264,54 @@ def _features(df: pd.DataFrame, file: str, cols: Sequence[str], rows, ids, id_na
 
 
 # ------------------------------------------------------------------------------------------- SMILES
-_quiet_depth = 0
+CONFIG_DROP_HINT = "set invalid_smiles: drop to skip them"
 
 
-@contextmanager
-def quiet_rdkit() -> Iterator[None]:
-    """Silence RDKit's stderr log (parse errors, valence warnings) inside the block, which may nest: we
-    report problems ourselves, with file and row."""
-    from rdkit import RDLogger
+@dataclass(frozen=True)
+class _Change:
+    """A repaired SMILES as a message shows it: 'raw' -> 'canonical'."""
 
-    global _quiet_depth
-    if _quiet_depth == 0:
-        RDLogger.DisableLog("rdApp.*")
-    _quiet_depth += 1
-    try:
-        yield
-    finally:
-        _quiet_depth -= 1
-        if _quiet_depth == 0:
-            RDLogger.EnableLog("rdApp.*")
+    raw: object
+    canonical: object
+
+    def __str__(self) -> str:
+        return f"{self.raw!r} -> {self.canonical!r}"
 
 
-def parse_smiles(smiles: Sequence[object]) -> list:
-    """RDKit molecules, None where a SMILES is missing, blank or unparsable (RDKit reads '' as no atoms)."""
-    from rdkit import Chem
-
-    with quiet_rdkit():
-        return [Chem.MolFromSmiles(s) if isinstance(s, str) and s.strip() else None for s in smiles]
-
-
-def canonical_smiles(smiles: Sequence[object]) -> np.ndarray:
-    """Canonical RDKit SMILES per entry (object array), None where ``parse_smiles`` gives None.
-
-    Each distinct string is parsed once.
-    """
-    from rdkit import Chem
-
-    codes, uniques = pd.factorize(pd.Series(smiles, dtype=object), use_na_sentinel=True)
-    canon = [None if m is None else Chem.MolToSmiles(m) for m in parse_smiles(list(uniques))]
-    return np.array([*canon, None], dtype=object)[np.where(codes < 0, len(uniques), codes)]
-
-
-def _smiles(df, file, col, policy, rows, ids, id_name) -> tuple[np.ndarray, np.ndarray]:
-    """Canonical SMILES and the mask of rows to keep (``drop`` policy) or an error (``refuse``)."""
-    canon = canonical_smiles(df[col].to_numpy(dtype=object))
-    bad = np.array([c is None for c in canon], dtype=bool)
+def _smiles(df, file, col, policy, rows, ids, id_name, drop_hint) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical SMILES (repaired where :func:`read_smiles` can) and the mask of rows to keep (``drop``
+    policy) or an error (``refuse``); repairs are logged as a warning with their count."""
+    raw = df[col].to_numpy(dtype=object)
+    read = read_smiles(raw)
+    if read.repaired.any():
+        changes = [_Change(r, c) for r, c in zip(raw, read.canonical, strict=True)]
+        log.warning("%s: column '%s': repaired %d SMILES whose aromatic n lacked its H ([nH] at the one position "
+                    "that parses): %s", file, col, int(read.repaired.sum()),
+                    _examples(read.repaired, rows, ids, id_name, changes))
+    bad = read.invalid
     if bad.any() and policy == "refuse":
         what = f"column '{col}' has SMILES RDKit cannot parse"
-        hint = " (set invalid_smiles: drop to skip them)"
-        raise _rows_error(file, what, bad, rows, ids, id_name, df[col].to_numpy(dtype=object), hint)
+        hint = f"{_ambiguous_note(read, rows, ids, id_name, raw)} ({drop_hint})"
+        raise _rows_error(file, what, bad, rows, ids, id_name, raw, hint)
     if bad.any():
-        examples = _examples(bad, rows, ids, id_name, df[col].to_numpy(dtype=object))
-        log.warning("%s: dropped %d rows whose SMILES RDKit cannot parse: %s", file, int(bad.sum()), examples)
-    return canon, ~bad
+        examples = _examples(bad, rows, ids, id_name, raw)
+        log.warning("%s: dropped %d rows whose SMILES RDKit cannot parse: %s%s", file, int(bad.sum()), examples,
+                    _ambiguous_note(read, rows, ids, id_name, raw))
+    return read.canonical, ~bad
+
+
+def _ambiguous_note(read: ReadSmiles, rows, ids, id_name, raw) -> str:
+    """'; ambiguous repair ... in 2 rows: row 4 ...' for the invalid SMILES that more than one repair parses."""
+    n = int(read.ambiguous.sum())
+    if not n:
+        return ""
+    return (f"; of these, {n} row{'s' if n != 1 else ''} lack the H of an aromatic n but [nH] at different "
+            f"positions gives different molecules (ambiguous, not repaired): "
+            f"{_examples(read.ambiguous, rows, ids, id_name, raw)}")
 
 
 # ------------------------------------------------------------------------------------------ one file
-def _load_file(path: str, spec: TableSpec, labelled: bool) -> _Loaded:
+def _load_file(path: str, spec: TableSpec, labelled: bool, drop_hint: str = CONFIG_DROP_HINT) -> _Loaded:
     """Read and validate one file; labels only for the train file."""
     df = _read(path, spec)
     labels = list(spec.label_columns) if labelled else []
@@ -302,12 +320,12 @@ def _load_file(path: str, spec: TableSpec, labelled: bool) -> _Loaded:
     rows = np.arange(1, len(df) + 1)
     id_name = spec.id_column
     ids = _ids(df, path, id_name, rows)
-    label_values = _labels(df, path, labels, rows, ids, id_name)
+    label_values = _labels(df, path, labels, rows, ids, id_name, spec.missing_labels)
     feature_values = _features(df, path, spec.feature_columns, rows, ids, id_name)
     out = {C.ID_COL: pd.Series(ids, dtype="str")}
     keep = np.ones(len(df), dtype=bool)
     if spec.smiles_column:
-        canon, keep = _smiles(df, path, spec.smiles_column, spec.invalid_smiles, rows, ids, id_name)
+        canon, keep = _smiles(df, path, spec.smiles_column, spec.invalid_smiles, rows, ids, id_name, drop_hint)
         out[SMILES_COL] = pd.Series(canon, dtype=object)
     frame = pd.concat(
         [
@@ -327,7 +345,9 @@ def _load_file(path: str, spec: TableSpec, labelled: bool) -> _Loaded:
 
 # ------------------------------------------------------------------------------------- duplicates
 def _duplicate_molecules(train: _Loaded, spec: TableSpec) -> _Loaded:
-    """Apply the ``duplicates`` policy to rows that share a canonical SMILES under different ids."""
+    """Apply the ``duplicates`` policy to rows that share a canonical SMILES under different ids; the log
+    says how many molecules were repeated, how many rows they had, how many label cells their rows
+    disagreed on and what became of those cells."""
     key = train.frame[SMILES_COL]
     dup = key.duplicated(keep=False).to_numpy()
     if not dup.any():
@@ -336,12 +356,58 @@ def _duplicate_molecules(train: _Loaded, spec: TableSpec) -> _Loaded:
         raise InputError(_duplicates_message(train, spec))
     first = ~key.duplicated(keep="first").to_numpy()
     n_rows, n_groups = int(dup.sum()), int((dup & first).sum())
+    votes = _LabelVotes.count(train.frame, list(spec.label_columns))
     if spec.duplicates == "keep_first":
-        log.warning("%s: %d rows repeat %d molecules; kept the first row of each", train.file, n_rows, n_groups)
+        log.warning("%s: %d rows repeat %d molecules; kept the first row of each (%d label cells disagreed; the "
+                    "first row's value kept)", train.file, n_rows, n_groups, votes.n_conflicts)
         return _Loaded(train.frame.loc[first].reset_index(drop=True), train.rows[first], train.file)
-    merged, note = _merge(train, spec, first)
-    log.warning("%s: merged %d rows into %d molecules (%s)", train.file, n_rows, n_groups, note)
-    return merged
+    values, note = votes.resolve(spec.duplicates)
+    out = train.frame.loc[first].reset_index(drop=True)
+    out[list(spec.label_columns)] = values.loc[out[SMILES_COL]].to_numpy(dtype=np.float32)
+    log.warning("%s: merged %d rows into %d molecules (%d label cells disagreed, resolved by duplicates: %s: %s)",
+                train.file, n_rows, n_groups, votes.n_conflicts, spec.duplicates, note)
+    return _Loaded(out, train.rows[first], train.file)
+
+
+@dataclass
+class _LabelVotes:
+    """Per molecule (canonical SMILES, in first-appearance order) and label: how many of its rows say 1 and 0."""
+
+    positive: pd.DataFrame
+    negative: pd.DataFrame
+
+    @classmethod
+    def count(cls, frame: pd.DataFrame, labels: list[str]) -> _LabelVotes:
+        values = frame[labels]
+        groups = frame[SMILES_COL].to_numpy()
+        return cls((values == 1).groupby(groups, sort=False).sum(), (values == 0).groupby(groups, sort=False).sum())
+
+    @property
+    def conflicts(self) -> pd.DataFrame:
+        return (self.positive > 0) & (self.negative > 0)
+
+    @property
+    def n_conflicts(self) -> int:
+        return int(self.conflicts.to_numpy().sum())
+
+    def resolve(self, policy: str) -> tuple[pd.DataFrame, str]:
+        """One label per molecule and cell (NaN where no row is labelled), and how the conflicting cells
+        were resolved. ``any_positive`` (``merge``): 1 if any row says 1. ``majority``: the more frequent
+        value; a tie becomes missing. ``drop_conflicts``: a conflicting cell becomes missing."""
+        pos, neg, conflicts = self.positive, self.negative, self.conflicts
+        agreed = pd.DataFrame(np.where(pos > 0, 1.0, np.where(neg > 0, 0.0, np.nan)), index=pos.index, columns=pos.columns)
+        n = self.n_conflicts
+        if policy in ("merge", "any_positive"):
+            return agreed, f"{n} set positive (any positive wins)"
+        if policy == "drop_conflicts":
+            return agreed.mask(conflicts), f"{n} set missing (conflicts dropped)"
+        if policy == "majority":
+            vote = np.where(pos > neg, 1.0, np.where(neg > pos, 0.0, np.nan))
+            resolved = agreed.mask(conflicts, pd.DataFrame(vote, index=pos.index, columns=pos.columns))
+            to_pos = int((conflicts & (pos > neg)).to_numpy().sum())
+            to_neg = int((conflicts & (neg > pos)).to_numpy().sum())
+            return resolved, f"{to_pos} set positive and {to_neg} negative by majority, {n - to_pos - to_neg} ties set missing"
+        raise ValueError(f"duplicates: no merge rule for {policy!r}")
 
 
 def _duplicates_message(train: _Loaded, spec: TableSpec) -> str:
@@ -355,23 +421,9 @@ def _duplicates_message(train: _Loaded, spec: TableSpec) -> str:
     more = f"; ... ({len(groups) - MAX_EXAMPLES} more)" if len(groups) > MAX_EXAMPLES else ""
     return (
         f"{train.file}: column '{spec.smiles_column}' has the same molecule (canonical SMILES) under different "
-        f"ids in {len(groups)} groups: {'; '.join(parts)}{more} (set duplicates: keep_first or merge)"
+        f"ids in {len(groups)} groups: {'; '.join(parts)}{more} (set duplicates: keep_first, any_positive, "
+        f"majority or drop_conflicts)"
     )
-
-
-def _merge(train: _Loaded, spec: TableSpec, first: np.ndarray) -> tuple[_Loaded, str]:
-    """One row per molecule: the first row's id and features, each label the max over labelled duplicates.
-
-    Also returns a note on how many label cells the duplicates disagreed on (any positive wins).
-    """
-    labels = list(spec.label_columns)
-    frame = train.frame
-    merged = frame.groupby(SMILES_COL, sort=False)[labels].max()  # NaN skipped; all-NaN stays NaN
-    lo = frame.groupby(SMILES_COL, sort=False)[labels].min()
-    conflicts = int(((merged != lo) & merged.notna()).to_numpy().sum())
-    out = frame.loc[first].reset_index(drop=True)
-    out[labels] = merged.loc[out[SMILES_COL]].to_numpy(dtype=np.float32)
-    return _Loaded(out, train.rows[first], train.file), f"{conflicts} label cells disagreed; positive wins"
 
 
 # ------------------------------------------------------------------------------------------- tables
@@ -429,3 +481,29 @@ def load_table_source(cfg: Mapping[str, Any], where: str = "data.table") -> dict
         len(train.frame), len(tables["test_features"]), labels.shape[1], 100.0 * float(labels.isna().mean().mean()),
     )
     return tables
+
+
+# ------------------------------------------------------------------------------------- new rows
+#: where ``prepare`` records the table source's columns: a key of ``train_features.parquet``'s footer
+#: (Parquet key-value metadata), read by ``moastack predict`` to validate new molecules as prepare did
+RECORD_KEY = "moastack.table_source"
+_RECORDED = ("id_column", "smiles_column", "feature_columns", "label_columns")
+
+
+def table_record(cfg: Mapping[str, Any], where: str = "data.table") -> dict[str, Any]:
+    """What a results folder keeps of a table config: the columns new rows are read by (no paths or policies)."""
+    spec = table_spec(cfg, where)
+    return {"id_column": spec.id_column, "smiles_column": spec.smiles_column,
+            "feature_columns": list(spec.feature_columns), "label_columns": list(spec.label_columns)}
+
+
+def load_new_rows(path: str, record: Mapping[str, Any], invalid_smiles: str = "refuse",
+                  drop_hint: str = CONFIG_DROP_HINT) -> pd.DataFrame:
+    """New rows to predict (CSV, or Parquet by extension), validated like the table source's test file:
+    the recorded id, SMILES and feature columns must be there (others are ignored), ids non-empty and
+    unique, features finite, SMILES parsable (or repaired; ``invalid_smiles: drop`` drops the rest with a
+    logged count). Returns the prepared layout: ``sig_id``, ``smiles`` (canonical), the feature columns."""
+    cfg = {key: record.get(key) for key in _RECORDED}
+    spec = table_spec({**cfg, "path": str(path), "invalid_smiles": invalid_smiles}, where=f"{RECORD_KEY} record")
+    frame = _load_file(str(path), spec, labelled=False, drop_hint=drop_hint).frame
+    return frame[[C.ID_COL, *([SMILES_COL] if spec.smiles_column else []), *spec.feature_columns]]
