@@ -67,3 +67,69 @@ def test_unknown_method():
     y, p_true, noisy = _truth_and_members(n=50)
     with pytest.raises(ValueError, match="unknown blend method"):
         search_weights(y, [noisy(1)], "nelder")
+
+
+# ------------------------------------------------------------------------------- run_blend: thresholds
+def _blend_folder(tmp_path) -> tuple[dict, dict[str, str], np.ndarray]:
+    """Two members' collected outputs and targets with missing labels and a target without positive."""
+    import pandas as pd
+
+    from moastack import io
+
+    y, p_true, noisy = _truth_and_members(seed=4, n=600, t=3)
+    y[:, 2] = 0.0  # no positive
+    y[np.random.default_rng(5).random(y.shape) < 0.2] = np.nan  # Tox21-style gaps
+    names = ["t0", "t1", "t2"]
+    ids = [f"id_{i}" for i in range(len(y))]
+    io.write_parquet(pd.DataFrame(y, columns=names).assign(sig_id=ids)[["sig_id", *names]], tmp_path / "y.parquet")
+    members = {}
+    for m, scale in (("good", 0.4), ("weak", 1.5)):
+        frame = pd.DataFrame(noisy(scale).astype(np.float32), columns=names).assign(sig_id=ids)[["sig_id", *names]]
+        paths = {k: str(tmp_path / m / f"{k}.{'json' if k == 'score' else 'parquet'}") for k in ("oof", "test", "score")}
+        io.write_parquet(frame, paths["oof"])
+        io.write_parquet(frame.head(50), paths["test"])
+        io.write_json({"folds_scheme": "k3", "value": 0.5}, paths["score"])
+        members[m] = paths
+    outputs = {k: str(tmp_path / "blend" / f"{k}.{'parquet' if k in ('oof', 'test') else 'json'}")
+               for k in ("weights", "oof", "test", "score")}
+    return members, outputs, y
+
+
+@pytest.mark.parametrize("threshold_metric", ["f1", "mcc"])
+def test_blend_stores_each_targets_threshold_chosen_on_its_oof(tmp_path, threshold_metric):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from moastack import io
+    from moastack.blend import run_blend
+    from moastack.thresholds import best_cut
+
+    members, outputs, y = _blend_folder(tmp_path)
+    run_blend(members, str(tmp_path / "y.parquet"), {"methods": ["slsqp"], "threshold_metric": threshold_metric},
+              outputs, metric="roc_auc")
+    record = io.read_json(outputs["weights"])["thresholds"]
+    assert record["metric"] == threshold_metric and record["never_called"] == ["t2"]
+    oof = io.read_parquet(outputs["oof"])
+    for j, target in enumerate(["t0", "t1"]):
+        labelled = ~np.isnan(y[:, j])
+        want = best_cut(y[labelled, j], oof[target].to_numpy()[labelled], threshold_metric)
+        got = record["targets"][target]
+        assert got["threshold"] == want["threshold"] and got[threshold_metric] == pytest.approx(want[threshold_metric])
+        assert set(got) >= {"f1", "mcc", "precision", "recall", "roc_auc", "pr_auc", "labelled", "positives"}
+        assert 0.5 < got["roc_auc"] <= 1 and got["labelled"] == labelled.sum()
+        assert got["roc_auc"] == pytest.approx(roc_auc_score(y[labelled, j], oof[target].to_numpy()[labelled]))
+        assert got["pr_auc"] == pytest.approx(
+            average_precision_score(y[labelled, j], oof[target].to_numpy()[labelled]))
+        # every cell at or above the threshold is called: the threshold is a score of the OOF table itself
+        assert (oof[target].to_numpy()[labelled] == got["threshold"]).any()
+    assert record["targets"]["t2"]["threshold"] == 1.0 and record["targets"]["t2"]["f1"] is None
+
+
+def test_a_regression_blend_stores_no_thresholds(tmp_path):
+    from moastack import io
+    from moastack.blend import run_blend
+
+    members, outputs, _ = _blend_folder(tmp_path)
+    y = io.read_parquet(tmp_path / "y.parquet").fillna(0.0)  # regression targets: no gaps
+    io.write_parquet(y, tmp_path / "y.parquet")
+    run_blend(members, str(tmp_path / "y.parquet"), {"methods": ["slsqp"]}, outputs, metric="mrrmse")
+    assert "thresholds" not in io.read_json(outputs["weights"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -45,7 +46,7 @@ def test_help_lists_the_commands():
     assert proc.returncode == 0
     assert "predict" in proc.stdout and "report" in proc.stdout
     sub = _cli("predict", "--help")
-    for option in ("--results", "--input", "--output", "--batch-size", "--device"):
+    for option in ("--results", "--input", "--output", "--batch-size", "--device", "--labels"):
         assert option in sub.stdout
 
 
@@ -177,3 +178,53 @@ def test_missing_artifacts_are_named(pipeline_run, tmp_path, capsys):
     (results / "blend" / "weights.json").unlink()
     assert main(args) == 1
     assert str(Path("blend") / "weights.json") in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------- --labels
+def test_labels_are_refused_without_thresholds_saying_why(tmp_path):
+    """A regression task has nothing to call; an older blend has no thresholds yet: both refused with the reason."""
+    from moastack.predict import PredictError, load_thresholds
+
+    (tmp_path / "blend").mkdir()
+    weights = tmp_path / "blend" / "weights.json"
+    weights.write_text(json.dumps({"metric": "mrrmse", "applied": "slsqp", "members": [], "methods": {}}))
+    with pytest.raises(PredictError, match=r"weights.json: --labels needs the decision thresholds.*regression"):
+        load_thresholds(tmp_path)
+    weights.write_text(json.dumps({"metric": "log_loss", "applied": "slsqp", "members": [], "methods": {}}))
+    with pytest.raises(PredictError, match="older moastack.*--forcerun blend"):
+        load_thresholds(tmp_path)
+    weights.unlink()
+    with pytest.raises(PredictError, match="weights.json"):
+        load_thresholds(tmp_path)
+
+
+@pytest.mark.slow
+def test_predict_labels_apply_the_blends_thresholds_to_its_test_rows(pipeline_run, tmp_path):
+    results = pipeline_run / "results"
+    out = tmp_path / "labelled.csv"
+    new = _test_rows_csv(results, tmp_path / "new.csv")
+    assert main(["predict", "--results", str(results), "--input", str(new), "--output", str(out), "--labels",
+                 "--quiet"]) == 0
+    predicted = pd.read_csv(out)
+    blend = pd.read_parquet(results / "blend" / "test.parquet")
+    targets = list(blend.columns[1:])
+    assert list(predicted.columns) == ["sig_id", *targets, *(f"{t}_label" for t in targets)]
+    assert _max_diff(predicted[blend.columns], blend) < TOL  # the probabilities are unchanged
+    record = json.loads((results / "blend" / "weights.json").read_text())["thresholds"]
+    never = set(record["never_called"])
+    for t in targets:
+        labels = predicted[f"{t}_label"].to_numpy()
+        assert set(np.unique(labels)) <= {0, 1}
+        want = np.zeros(len(blend), int) if t in never else (blend[t].to_numpy() >= record["targets"][t]["threshold"])
+        assert np.array_equal(labels, want.astype(int)), t
+    calls = predicted[[f"{t}_label" for t in targets]].to_numpy()
+    assert 0 < calls.sum() < calls.size  # some rows called, not all
+    # an older results folder (no thresholds) is refused before any work, and nothing is written
+    old = tmp_path / "old"
+    shutil.copytree(results / "blend", old / "blend")
+    weights = json.loads((old / "blend" / "weights.json").read_text())
+    del weights["thresholds"]
+    (old / "blend" / "weights.json").write_text(json.dumps(weights))
+    proc = _cli("predict", "--results", str(old), "--input", str(new), "--output", str(tmp_path / "p.csv"), "--labels")
+    assert proc.returncode == 1 and "older moastack" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "p.csv").exists()

@@ -125,3 +125,26 @@ def test_a_missing_fitted_feature_set_is_named(tox21_challenge_run, tmp_path, ca
     path.write_text("sample_id,smiles\nx1,CCO\n")
     assert main(["predict", "--results", str(results), "--input", str(path), "--output", str(tmp_path / "p.csv")]) == 1
     assert str(Path("features") / "ecfp_desc" / "fitted.joblib") in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_labels_call_each_assay_of_new_molecules_at_the_blends_threshold(tox21_challenge_run, tmp_path):
+    """--labels on molecules: the run's id column, the 12 probabilities, then the 12 0/1 calls."""
+    import json
+
+    results = tox21_challenge_run / "results"
+    score = pd.read_csv(tox21_challenge_run / "challenge-score.csv", dtype=str)
+    new = tmp_path / "new.csv"
+    score[score["sample_id"] != BROKEN_ROW[0]].to_csv(new, index=False)
+    out = tmp_path / "calls.csv"
+    assert main(["predict", "--results", str(results), "--input", str(new), "--output", str(out), "--labels",
+                 "--quiet"]) == 0
+    predicted = pd.read_csv(out, dtype={"sample_id": str})
+    labels = [f"{a}_label" for a in TOX21_ASSAYS]
+    assert list(predicted.columns) == ["sample_id", *TOX21_ASSAYS, *labels]
+    blend = pd.read_parquet(results / "blend" / "test.parquet")
+    assert _max_diff(predicted.drop(columns=labels), blend) < TOL
+    record = json.loads((results / "blend" / "weights.json").read_text())["thresholds"]
+    for assay in TOX21_ASSAYS:
+        want = (blend[assay].to_numpy() >= record["targets"][assay]["threshold"]) & (assay not in record["never_called"])
+        assert np.array_equal(predicted[f"{assay}_label"].to_numpy(), want.astype(int)), assay

@@ -119,6 +119,11 @@ def test_report_renders_every_model_the_heatmap_and_the_weights(report_run):
     targets_section = re.search(r'<section id="targets">(.*?)</section>', page, re.S).group(1)
     assert targets_section.count("<tr>") == 1 + 20
     assert "No per-epoch history" in page and "prior" in page
+    # the blend's decision thresholds, one row per target (more than 40: best and worst rows, the rest folded)
+    thresholds = re.search(r'<section id="thresholds">(.*?)</section>', page, re.S).group(1)
+    assert ">F1</th>" in thresholds and ">MCC</th>" in thresholds and ">threshold</th>" in thresholds
+    for target in weights["thresholds"]["targets"]:
+        assert f">{target}</td>" in thresholds, target
     assert (results / "logs" / "report.log").exists() and (results / "benchmarks" / "report.tsv").exists()
 
 

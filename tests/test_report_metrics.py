@@ -19,6 +19,8 @@ from moastack.report.data import (
     worst_targets,
 )
 from moastack.report.figures import placeholder, to_png
+from moastack.report.html import THRESHOLDS_EDGE, _thresholds_section
+from moastack.thresholds import decision_thresholds
 
 N = 40
 TARGETS = ["t1", "t2", "t3"]
@@ -90,6 +92,7 @@ def write_run(root, metric: str, *, all_metrics: bool, controls: int = 0, featur
     weights = {"fold_scheme": "s", "applied": "slsqp", "members": ["a", "b"], "methods": methods}
     if metric == "roc_auc":
         weights["metric"] = "roc_auc"
+        weights["thresholds"] = decision_thresholds(y, oofs["blend"][TARGETS].to_numpy(), TARGETS, "mcc")
         methods["slsqp"]["oof_roc_auc"] = value["blend"]
         methods["optuna_tpe"]["oof_roc_auc"] = 0.7444
     (root / "blend" / "weights.json").write_text(json.dumps(weights))
@@ -179,6 +182,57 @@ def test_auc_run_all_metrics_and_per_target_tables(auc_report):
     assert per_target.index(">t2</td>") < per_target.index(">t1</td>") < per_target.index(">t3</td>")
 
 
+def test_auc_run_shows_each_targets_threshold_with_f1_and_mcc(auc_report):
+    inputs, data, page = auc_report
+    stored = json.loads(open(inputs.blend_weights).read())["thresholds"]["targets"]
+    assert data.threshold_metric == "mcc"
+    table = data.thresholds
+    assert list(table.columns) == ["target", "labelled", "positives", "ROC-AUC", "PR-AUC", "F1", "MCC",
+                                   "precision", "recall", "threshold"]
+    order = sorted(("t1", "t2"), key=lambda t: -stored[t]["mcc"]) + ["t3"]  # best MCC first, no positive last
+    assert list(table["target"]) == order
+    assert '<a href="#thresholds">Thresholds</a>' in page
+    html = section(page, "thresholds")
+    assert "MCC (Matthews correlation coefficient)" in html and "optimistic" in html and "--labels" in html
+    for header in ("ROC-AUC", "PR-AUC", "F1", "MCC", "threshold"):
+        assert f">{header}</th>" in html
+    for t in ("t1", "t2"):
+        row = re.search(rf"<tr><td class=\"text\">{t}</td>(.*?)</tr>", html).group(1)
+        for key in ("roc_auc", "pr_auc", "f1", "mcc"):
+            assert f">{stored[t][key]:.4f}</td>" in row, (t, key)
+        assert f">{stored[t]['threshold']:.4g}</td>" in row
+    assert html.index(f">{order[0]}</td>") < html.index(f">{order[1]}</td>") < html.index(">t3</td>")
+    assert "1 target without a labelled positive (threshold 1.0, never called, no F1/MCC): t3" in html
+    assert "<details>" not in html  # 3 targets: one table
+
+
+def test_many_targets_show_the_best_and_worst_rows_and_fold_the_rest():
+    from types import SimpleNamespace
+
+    from moastack.report.data import thresholds_table
+
+    rng = np.random.default_rng(1)
+    y = (rng.random((300, 60)) < 0.2).astype(float)
+    p = np.clip(y * rng.random(60) + rng.random((300, 60)), 0, 1)
+    names = [f"target_{j:02d}" for j in range(60)]
+    table, metric = thresholds_table({"thresholds": decision_thresholds(y, p, names, "f1")})
+    assert metric == "f1" and table["F1"].is_monotonic_decreasing
+    html = _thresholds_section(SimpleNamespace(thresholds=table, threshold_metric=metric))
+    assert f"<h3>Best {THRESHOLDS_EDGE} targets by F1</h3>" in html and "<details><summary>All 60 targets" in html
+    assert html.count("<tr>") == 3 + 2 * THRESHOLDS_EDGE + 60  # header rows, best, worst, the folded table
+    best, worst = table["target"].iloc[0], table["target"].iloc[-1]
+    shown = html.split("<details>")[0]
+    assert shown.index(f">{best}</td>") < shown.index("Worst") < shown.index(f">{worst}</td>")
+    # few targets with a positive among many (the tiny lish-moa run): those in one table, no best/worst overlap
+    y[:, 5:] = 0.0
+    table, _ = thresholds_table({"thresholds": decision_thresholds(y, p, names, "f1")})
+    html = _thresholds_section(SimpleNamespace(thresholds=table, threshold_metric="f1"))
+    assert "<h3>The 5 targets with a labelled positive</h3>" in html and "<h3>Best" not in html
+    assert html.count("<tr>") == 2 + 5 + 60 and "55 targets without a labelled positive" in html
+    empty, no_metric = thresholds_table({"methods": {}})  # a run without thresholds
+    assert empty.empty and no_metric is None
+
+
 def test_auc_run_without_controls_says_nothing_of_them(auc_report):
     _, data, page = auc_report
     assert data.summary["n_controls"] == 0
@@ -246,6 +300,12 @@ def test_log_loss_run_still_says_log_loss(loss_report):
     assert data.all_metrics.empty and "<h2>All metrics</h2>" not in page
     assert "<h2>log loss per target</h2>" in page
     assert list(data.per_target["target"]) == ["t2", "t1", "t3"]
+
+
+def test_a_run_without_thresholds_has_no_thresholds_section(loss_report):
+    _, data, page = loss_report
+    assert data.thresholds.empty and data.threshold_metric is None
+    assert 'id="thresholds"' not in page and "#thresholds" not in page
 
 
 def test_log_loss_run_with_controls_keeps_the_treated_wording(loss_report):

@@ -125,6 +125,29 @@ def test_the_report_names_the_assays_by_roc_auc(tox_run):
         assert assay in page
 
 
+def test_the_blend_stores_an_f1_optimal_threshold_per_assay_and_the_report_shows_it(tox_run):
+    from moastack.thresholds import best_cut
+
+    results = tox_run / "results"
+    record = json.loads((results / "blend" / "weights.json").read_text())["thresholds"]
+    assays = smoke_config()["data"]["table"]["label_columns"]
+    assert record["metric"] == "f1" and list(record["targets"]) == assays  # the schema's default
+    truth = pd.read_parquet(results / "data" / "train_targets_scored.parquet").set_index("sig_id")
+    oof = pd.read_parquet(results / "blend" / "oof.parquet").set_index("sig_id").reindex(truth.index)
+    for assay in assays:
+        stored, labelled = record["targets"][assay], truth[assay].notna().to_numpy()
+        assert stored["labelled"] == labelled.sum()  # missing labels skipped
+        if stored["positives"] == 0:
+            assert assay in record["never_called"] and stored["f1"] is None
+            continue
+        want = best_cut(truth[assay].to_numpy()[labelled], oof[assay].to_numpy()[labelled], "f1")
+        assert stored["threshold"] == want["threshold"] and stored["f1"] == pytest.approx(want["f1"])
+        assert 0 < stored["f1"] <= 1 and -1 <= stored["mcc"] <= 1
+    assert sum(v["labelled"] for v in record["targets"].values()) < len(truth) * len(assays)
+    page = (results / "report" / "index.html").read_text()
+    assert '<section id="thresholds">' in page and "NR-AR</td>" in page.split('<section id="thresholds">')[1]
+
+
 def test_submission_has_the_assays_and_no_rows_without_a_test_file(tox_run):
     sub = pd.read_csv(tox_run / "results" / "submission.csv")
     assert list(sub.columns[1:]) == smoke_config()["data"]["table"]["label_columns"]

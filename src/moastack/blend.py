@@ -9,6 +9,10 @@ assignments are not comparable row by row.
 
 A regression task (``metric="mrrmse"``) blends by MRRMSE itself: :class:`MRRMSEObjective` gives SLSQP the
 exact value and analytic gradient and TPE the same value; blended predictions are not clipped to [0, 1].
+
+A classification blend also chooses, once its weights are fixed, each target's decision threshold (F1- or
+MCC-optimal on the blend's OOF predictions; ``blend.threshold_metric``) and stores it in ``weights.json``
+for ``moastack predict --labels`` and the report.
 """
 
 from __future__ import annotations
@@ -220,11 +224,35 @@ def check_same_scheme(schemes: dict[str, str]) -> str:
     return distinct[0]
 
 
+def blend_thresholds(
+    y: np.ndarray, blend_oof: np.ndarray, targets: list[str], metric: str, score: dict | None = None,
+) -> dict:
+    """Per-target decision thresholds maximising ``metric`` (f1 | mcc) on the blend's OOF predictions, the
+    rows its weights were searched on: the F1/MCC at them are optimistic by that same leak, as usual
+    (:mod:`moastack.thresholds`). Targets without a labelled positive are never called, and logged. The
+    ROC-AUC / PR-AUC come from the blend's ``score`` record when it has them (not computed twice)."""
+    from moastack.thresholds import NEVER, decision_thresholds
+
+    per_target = (score or {}).get("per_target_all") or {}
+    aucs = per_target if {"roc_auc", "pr_auc"} <= set(per_target) else None
+    record = decision_thresholds(y, blend_oof, targets, metric, aucs=aucs)
+    chosen = [v[metric] for v in record["targets"].values() if v[metric] is not None]
+    log.info("blend thresholds: mean OOF %s %.4f at each target's %s-optimal threshold (%d targets)",
+             metric, float(np.mean(chosen)) if chosen else float("nan"), metric, len(chosen))
+    if record["never_called"]:
+        log.warning("blend thresholds: %d target(s) without a labelled positive get threshold %.1f (never called) "
+                    "and no F1/MCC: %s", len(record["never_called"]), NEVER, ", ".join(record["never_called"]))
+    return record
+
+
 def run_blend(
     members: dict[str, dict[str, str]], targets_path: str, cfg: dict, outputs: dict[str, str],
     metric: str = "log_loss",
 ) -> dict:
     """Search weights on OOF with every configured method, apply the first, write the outputs.
+
+    For a classification task ``weights.json`` also holds ``thresholds``: per target the decision threshold
+    maximising ``cfg["threshold_metric"]`` on the blend's OOF predictions (:func:`blend_thresholds`).
 
     ``members`` maps model name → {"oof", "test", "score"} paths of its collected outputs.
     """
@@ -268,6 +296,7 @@ def run_blend(
     w = np.array([results[applied]["weights"][m] for m in names])
     blend_oof = apply_weights(w, member_oof).astype(np.float32)
     blend_test = apply_weights(w, member_test).astype(np.float32)
+    oof_frame = prediction_frame(train_ids, blend_oof, target_cols, task=task)
     weights = {"fold_scheme": scheme, "applied": applied, "metric": metric, "members": names, "methods": results}
     sign = -1.0 if greater_is_better(metric) else 1.0  # best member: lowest loss, highest AUC
     score = score_record(
@@ -276,8 +305,11 @@ def run_blend(
         members={m: scores[m]["value"] for m in names},
         best_member=min(names, key=lambda m: sign * scores[m]["value"]),
     )
+    if task.probabilities:  # a classification task: where to call each target, from the OOF rows as written
+        weights["thresholds"] = blend_thresholds(y, oof_frame[target_cols].to_numpy(), target_cols,
+                                                 cfg.get("threshold_metric", "f1"), score)
     io.write_json(weights, outputs["weights"])
-    io.write_parquet(prediction_frame(train_ids, blend_oof, target_cols, task=task), outputs["oof"])
+    io.write_parquet(oof_frame, outputs["oof"])
     io.write_parquet(prediction_frame(test_ids, blend_test, target_cols, task=task), outputs["test"])
     io.write_json(score, outputs["score"])
     return score

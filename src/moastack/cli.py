@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where torch models run; auto uses CUDA when available (default: auto)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's default")
+    p.add_argument("--labels", action="store_true",
+                   help="also write a 0/1 column <target>_label per target after the probabilities: 1 where the "
+                        "probability is >= the target's decision threshold stored with the blend (F1- or "
+                        "MCC-optimal on its OOF predictions)")
     p.add_argument("--quiet", action="store_true", help="no progress line or summary on stderr")
     p.add_argument("--invalid-smiles", choices=["refuse", "drop"], default=None,
                    help="molecules only: SMILES RDKit cannot read stop with the rows named (refuse, the default) "
@@ -106,9 +110,12 @@ def _predict(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     out = predict(args.results, args.input, args.output, batch_size=args.batch_size, device=args.device,
-                  threads=args.threads, progress=False if args.quiet else None, invalid_smiles=args.invalid_smiles)
+                  threads=args.threads, progress=False if args.quiet else None, labels=args.labels,
+                  invalid_smiles=args.invalid_smiles)
     if not args.quiet:
-        print(f"moastack predict: wrote {len(out)} rows x {out.shape[1] - 1} targets to {args.output} "
+        n_targets = (out.shape[1] - 1) // 2 if args.labels else out.shape[1] - 1
+        labelled = " (probabilities and 0/1 labels)" if args.labels else ""
+        print(f"moastack predict: wrote {len(out)} rows x {n_targets} targets{labelled} to {args.output} "
               f"in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 

@@ -11,7 +11,11 @@ rows, exactly what the pipeline did for its test rows:
    jobs, like ``collect``, and stand in for its collected test predictions when a downstream model
    uses them as meta-features (through the job's saved ``meta_transform``);
 4. the members are combined with the applied method's weights from ``blend/weights.json`` and
-   controls are set to 0, as in the submission.
+   controls are set to 0, as in the submission;
+5. with ``--labels``, one 0/1 column ``<target>_label`` per target follows the probabilities: 1 where the
+   probability is >= the target's decision threshold stored with the blend (``weights.json``
+   ``thresholds``, :mod:`moastack.thresholds`). A results folder without them (an older run, a
+   regression task) is refused.
 
 A regression run (``blend/weights.json`` metric ``mrrmse``) reads new rows in the perturbation layout
 (``sig_id``, ``cell_type``, ``compound``, ``smiles``...: :mod:`moastack.data.perturbation`), re-applies each
@@ -57,6 +61,7 @@ from moastack.spec import ModelSpec
 from moastack.stacking import meta_feature_names
 from moastack.targets import control_rows, prediction_frame
 from moastack.task import MULTILABEL, Task, task_of_metric
+from moastack.thresholds import apply_thresholds
 from moastack.train import JOB_FORMAT, predict_rows
 
 log = logging.getLogger(__name__)
@@ -302,6 +307,25 @@ def results_task(results: str | os.PathLike) -> Task:
     return task_of_metric(io.read_json(weights)["metric"])
 
 
+def load_thresholds(results: str | os.PathLike) -> dict:
+    """The per-target decision thresholds stored with the blend, for ``--labels``; refused with the reason
+    when the results folder has none (a regression task, or a blend written before thresholds existed)."""
+    path = Path(results) / "blend" / "weights.json"
+    if not path.is_file():
+        raise _missing_error(Path(results), [path])
+    weights = io.read_json(path)
+    if "thresholds" in weights:
+        return weights["thresholds"]
+    if not task_of_metric(weights["metric"]).probabilities:
+        why = (f"its task ({task_of_metric(weights['metric']).name}, metric {weights['metric']}) predicts values, "
+               "not probabilities, so there is nothing to call 0 or 1")
+    else:
+        why = ("its blend was written by an older moastack, before thresholds were stored; rerun the blend "
+               "(snakemake --cores N --forcerun blend) to add them")
+    raise PredictError(f"{path}: --labels needs the decision thresholds stored with the blend, and this results "
+                       f"folder has none: {why}. Without --labels the probabilities are written as usual.")
+
+
 # ---------------------------------------------------------------------------------------- predict
 def predict_frame(
     plan: Plan,
@@ -397,13 +421,16 @@ def predict(
     threads: int = 0,
     progress: bool | None = None,
     invalid_smiles: str | None = None,
+    labels: bool = False,
 ) -> pd.DataFrame:
     """Validate ``input_path``, replay the pipeline from ``results`` and write the CSV ``output``.
 
     For a results folder of a ``table`` source the input is molecules (the run's id and SMILES columns,
     plus its feature columns if it had any), ``invalid_smiles`` (``refuse`` by default, or ``drop``) says
     what to do with SMILES RDKit cannot read, and the output's id column takes the run's id column name.
+    With ``labels``, each target's 0/1 call at the blend's stored threshold follows the probabilities.
     """
+    thresholds = load_thresholds(results) if labels else None  # refuse before any work
     record = table_source_record(results)
     if record is None:
         if invalid_smiles is not None:
@@ -418,6 +445,11 @@ def predict(
         out = predict_frame(plan, features, batch_size=batch_size, device=device, threads=threads, progress=bar)
     finally:
         bar.close()
+    if thresholds is not None:
+        try:
+            out = apply_thresholds(out, thresholds, list(out.columns[1:]))
+        except ValueError as err:
+            raise ArtifactError(f"{Path(results) / 'blend' / 'weights.json'}: {err}") from err
     if record is not None:
         out = out.rename(columns={ID_COL: record["id_column"]})
     io.write_csv(out, output, float_format="%.8g")

@@ -166,6 +166,8 @@ class ReportData:
     all_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)  # models (+ blend) × every metric's mean
     per_target: pd.DataFrame = field(default_factory=pd.DataFrame)  # targets × models (+ blend), run metric
     feature_maps: list[tuple[str, bytes]] = field(default_factory=list)  # (map name, PNG bytes)
+    thresholds: pd.DataFrame = field(default_factory=pd.DataFrame)  # targets × threshold, F1, MCC, AUCs
+    threshold_metric: str | None = None  # what the thresholds maximise (f1 | mcc); None: no thresholds
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -400,6 +402,28 @@ def all_metrics_table(scores: list[dict], blend_score: dict, metric: MetricInfo)
     return pd.DataFrame(rows, columns=["model", *names])
 
 
+# ------------------------------------------------------------------------------------- thresholds
+#: :func:`thresholds_table`'s columns after the target (labels for people)
+THRESHOLD_COLUMNS = {"labelled": "labelled", "positives": "positives", "roc_auc": "ROC-AUC", "pr_auc": "PR-AUC",
+                     "f1": "F1", "mcc": "MCC", "precision": "precision", "recall": "recall",
+                     "threshold": "threshold"}
+
+
+def thresholds_table(weights: dict) -> tuple[pd.DataFrame, str | None]:
+    """The blend's per-target decision thresholds (``weights.json`` ``thresholds``) with F1, MCC, precision
+    and recall there and the OOF ROC-AUC / PR-AUC, best target first by the metric the thresholds maximise
+    (targets without a positive last); empty, with metric None, for a run without thresholds."""
+    from moastack.thresholds import threshold_table
+
+    record = weights.get("thresholds")
+    if not record or not record.get("targets"):
+        return pd.DataFrame(), None
+    metric = record["metric"]
+    table = threshold_table(record).sort_values(metric, ascending=False, na_position="last", kind="stable")
+    table = table[["target", *THRESHOLD_COLUMNS]].rename(columns=THRESHOLD_COLUMNS)
+    return table.reset_index(drop=True), metric
+
+
 # ------------------------------------------------------------------------------------------ folds
 def fold_balance(folds: dict[str, pd.DataFrame], targets: pd.DataFrame, is_control: pd.Series) -> pd.DataFrame:
     """Per scheme and fold: rows, controls, positive labels and targets without a positive."""
@@ -452,6 +476,7 @@ def gather(inputs: ReportInputs, worst_n: int = 20) -> ReportData:
     best = blend["best_member"]
     best_score = next((s for s in scores if s["model"] == best), None)
     groups, alone = correlation_groups(oofs, treated)
+    thresholds, threshold_metric = thresholds_table(weights)
     summary = {
         "n_train": int(len(cp)),
         "n_controls": int(is_control.sum()),
@@ -481,4 +506,6 @@ def gather(inputs: ReportInputs, worst_n: int = 20) -> ReportData:
         all_metrics=all_metrics_table(scores, blend_score, metric),
         per_target=per_target_table(scores, blend_score, targets, metric),
         feature_maps=read_feature_maps(inputs.feature_maps),
+        thresholds=thresholds,
+        threshold_metric=threshold_metric,
     )

@@ -172,6 +172,59 @@ def _all_metrics_section(data: ReportData) -> str:
     return f'<section id="metrics"><h2>{title}</h2>' + "".join(parts) + "</section>"
 
 
+#: a thresholds table longer than this shows its best and worst rows, the whole table folded under them
+THRESHOLDS_SHOWN = 40
+THRESHOLDS_EDGE = 10
+METRIC_NAMES = {"f1": "F1", "mcc": "MCC (Matthews correlation coefficient)"}
+
+
+def fmt_threshold(v) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
+
+
+def _thresholds_section(data: ReportData) -> str:
+    """Per target: ROC-AUC, PR-AUC, then F1, MCC, precision and recall at the blend's decision threshold."""
+    t = data.thresholds
+    if t.empty:
+        return ""
+    key = {"f1": "F1", "mcc": "MCC"}[data.threshold_metric]
+    formats = {"labelled": fmt_number, "positives": fmt_number, "threshold": fmt_threshold,
+               **{c: fmt_rate for c in ("ROC-AUC", "PR-AUC", "F1", "MCC", "precision", "recall")}}
+
+    def table(frame: pd.DataFrame) -> str:
+        return table_html(frame, formats, text_cols=("target",))
+
+    scored = t[t[key].notna()]
+    never = t.loc[t[key].isna(), "target"].tolist()
+    means = ", ".join(f"{c} {fmt_rate(scored[c].mean())}" for c in ("F1", "MCC", "precision", "recall"))
+    n = THRESHOLDS_EDGE
+    folded = f"<details><summary>All {len(t)} targets (best {key} first)</summary>{table(t)}</details>"
+    if len(t) <= THRESHOLDS_SHOWN:
+        body = table(t)
+    elif len(scored) <= 2 * n:  # few targets with a positive: all of them, the others only folded
+        body = f"<h3>The {len(scored)} targets with a labelled positive</h3>{table(scored)}{folded}"
+    else:
+        body = (f"<h3>Best {n} targets by {key}</h3>{table(scored.head(n))}"
+                f"<h3>Worst {n} targets by {key}</h3>{table(scored.tail(n).iloc[::-1])}{folded}")
+    note = ""
+    if never:
+        shown = ", ".join(never[:20]) + (f" and {len(never) - 20} more" if len(never) > 20 else "")
+        note = (f'<p class="note">{len(never)} target{"s" if len(never) != 1 else ""} without a labelled positive '
+                f"(threshold 1.0, never called, no F1/MCC): {escape(shown)}.</p>")
+    return (
+        '<section id="thresholds"><h2>Decision thresholds</h2>'
+        f"<p>For a user who has to call a sample positive or not: per target, the threshold on the blend's "
+        f"probability that maximises <b>{escape(METRIC_NAMES[data.threshold_metric])}</b> on its out-of-fold "
+        "predictions (<code>blend.threshold_metric</code>); a sample is called positive when its probability is "
+        ">= the threshold, as <code>moastack predict --labels</code> does. F1, MCC, precision and recall are "
+        "measured there; ROC-AUC and PR-AUC are the blend's OOF scores, whatever the threshold. The threshold is "
+        "chosen on the rows that score it (the same rows the blend weights were searched on), so these F1/MCC "
+        f"are optimistic; expect somewhat less on new samples. Mean over {len(scored)} targets: {means}. "
+        f"Best {key} first.</p>"
+        + body + note + "</section>"
+    )
+
+
 def _correlation_section(data: ReportData, png: bytes) -> str:
     alone = ""
     if data.correlation_alone:
@@ -290,6 +343,7 @@ def render(data: ReportData, figures: dict[str, bytes], title: str = "moastack r
         ("models", "Models", _models_section(data)),
         ("blend", "Blend", _blend_section(data)),
         ("metrics", "All metrics" if not data.all_metrics.empty else "Per target", _all_metrics_section(data)),
+        ("thresholds", "Thresholds", _thresholds_section(data)),
         ("correlation", "Correlation", _correlation_section(data, figures["correlation"])),
         ("targets", "Worst targets", _targets_section(data, figures["worst_targets"])),
         ("curves", "Learning curves", _curves_section(data, figures["learning_curves"])),
