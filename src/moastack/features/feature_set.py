@@ -2,7 +2,9 @@
 
 ``fit`` builds the steps from their dicts and fits them one after another on the train rows, plus
 the test rows when ``fit_on == "train+test"`` (allowed for unsupervised transforms only; DESIGN.md's
-leakage rules). ``transform`` applies the fitted chain to any frame with the raw feature columns,
+leakage rules). One step may narrow that with its own ``fit_on: train`` (the winners' simple NN fits
+its first quantile transform on the train rows and everything after it on train + test): it is
+fitted on the train rows alone and then applied to every row, like any step. ``transform`` applies the fitted chain to any frame with the raw feature columns,
 which is how inference turns NEW samples into model inputs without refitting: the fitted object is
 saved with joblib as ``results/features/{set}/fitted.joblib``.
 
@@ -33,8 +35,10 @@ FIT_ON = ("train", "train+test")
 
 
 def make_step(spec: Mapping[str, Any]) -> FeatureStep:
-    """Build one unfitted step from its config dict, naming the step and key on any mistake."""
+    """Build one unfitted step from its config dict, naming the step and key on any mistake (a step's
+    ``fit_on`` belongs to the feature set: see :func:`step_fit_on`)."""
     spec = dict(spec)
+    spec.pop("fit_on", None)
     name = spec.pop("name", None)
     if name not in STEP_CLASSES:
         raise ValueError(f"unknown feature step {name!r}; known steps: {sorted(STEP_CLASSES)}")
@@ -44,6 +48,17 @@ def make_step(spec: Mapping[str, Any]) -> FeatureStep:
         if key not in allowed:
             raise ValueError(f"feature step {name!r}: unknown key {key!r}; allowed: {['name', *allowed]}")
     return cls(**spec)
+
+
+def step_fit_on(spec: Mapping[str, Any], set_fit_on: str) -> str:
+    """The rows one step is fitted on: its own ``fit_on`` if given, else the feature set's. A step may
+    narrow ``train+test`` to ``train``, never widen a train-only set (its test rows are not there)."""
+    fit_on = spec.get("fit_on", set_fit_on)
+    if fit_on not in FIT_ON:
+        raise ValueError(f"feature step {spec.get('name')!r}: fit_on must be one of {FIT_ON}, got {fit_on!r}")
+    if fit_on == "train+test" and set_fit_on == "train":
+        raise ValueError(f"feature step {spec.get('name')!r}: fit_on 'train+test' in a feature set fitted on 'train'")
+    return fit_on
 
 
 def _check_frame(df: pd.DataFrame, what: str) -> None:
@@ -74,6 +89,7 @@ class FeatureSet(TransformerMixin, BaseEstimator):
         if self.fit_on not in FIT_ON:
             raise ValueError(f"fit_on must be one of {FIT_ON}, got {self.fit_on!r}")
         steps = [make_step(spec) for spec in self.steps]  # all config errors before any fitting
+        fit_ons = [step_fit_on(spec, self.fit_on) for spec in self.steps]
         _check_frame(train, "train")
         frame = train
         if self.fit_on == "train+test":
@@ -85,12 +101,15 @@ class FeatureSet(TransformerMixin, BaseEstimator):
             frame = pd.concat([train, test[train.columns]], ignore_index=True)
         self.n_fit_rows_ = len(frame)
         self.input_columns_ = list(train.columns)
-        for step in steps:
+        n_train = len(train)
+        for step, fit_on in zip(steps, fit_ons, strict=True):
             start = time.perf_counter()
-            frame = step.fit(frame).transform(frame)
+            step.fit(frame.iloc[:n_train] if fit_on == "train" else frame)
+            frame = step.transform(frame)
             log.info(
-                "fitted %s in %.1fs -> %d columns",
+                "fitted %s on %s rows in %.1fs -> %d columns",
                 step.step_name,
+                fit_on,
                 time.perf_counter() - start,
                 frame.shape[1],
             )
