@@ -1,7 +1,8 @@
 """configs/winner.yaml is the winners' code, setting by setting, for every model made exact so far.
 
 The tables below are read off the winners' public scripts (guitarmind/kaggle_moa_winner_hungry_for_gold,
-``final/Best LB/Training/Local/simple-nn-{old,new}-split-train.py``); each test resolves the preset's
+``final/Best LB/Training/Local/simple-nn-{old,new}-split-train.py`` and ``3stage-nn-train.py``); each
+test resolves the preset's
 model the way a train job does (schema defaults, ``ModelSpec``, the arch's ``TrainConfig`` and module)
 and compares, so an edit of the preset cannot drift from the winners' code silently.
 ``configs/winner-plus.yaml`` must differ from it in the named opt-ins and nowhere else.
@@ -60,6 +61,32 @@ WINNERS_SIMPLE_NN_MODELS = {
     "simple_nn_old": ("qt_fa_stats_km", "mlsk5", "multilabel_stratified", (6, 5), 1092),
     "simple_nn_new": ("qt_fa_stats", "drug5", "drug_aware", (6, 5), 1032),
 }
+#: the 3-stage NN's loop (3stage-nn-train.py, every stage): as the simple NN's but OneCycle pct_start 0.2 and
+#: plain BCE (no smoothing); per stage: epochs and the clipping of the targets (PMIN/PMAX)
+WINNERS_NN3_TRAINING = {
+    **WINNERS_SIMPLE_NN_TRAINING, "pct_start": 0.2, "label_smoothing": 0.0,
+}
+#: stage -> (targets, meta, meta_only, epochs, target_clip, hidden)
+WINNERS_NN3_STAGES = {
+    "nn3_stage1": ("nonscored", (), False, 15, (0.0005, 0.9995), 2048),
+    "nn3_stage2": ("scored", ("nn3_stage1",), False, 25, None, 2048),
+    "nn3_stage3": ("scored", ("nn3_stage2",), True, 25, (0.0005, 0.9995), 1024),
+}
+#: their Model: BN → Dropout(0.15) → weight_norm(Linear) → leaky_relu → BN → Dropout(0.3) → Linear →
+#: leaky_relu → BN → Dropout(0.25) → weight_norm(Linear)
+WINNERS_NN3_LAYERS = [
+    "BatchNorm1d", "FastDropout", "ParametrizedLinear", "LeakyReLU", "BatchNorm1d", "FastDropout", "Linear",
+    "LeakyReLU", "BatchNorm1d", "FastDropout", "ParametrizedLinear",
+]
+#: factor analysis and UMAP of the raw g-/c- (train + test), then the quantile transform of g-/c- alone
+WINNERS_NN3_FEATURES = [
+    {"name": "factor_analysis", "block": "genes", "n_components": 90, "random_state": 1903},
+    {"name": "umap", "block": "genes", "n_components": 45, "random_state": 1903},
+    {"name": "factor_analysis", "block": "cells", "n_components": 50, "random_state": 1903},
+    {"name": "umap", "block": "cells", "n_components": 25, "random_state": 1903},
+    {"name": "rankgauss", "blocks": ["genes", "cells"], "n_quantiles": 100, "random_state": 123},
+    {"name": "onehot"},
+]
 #: winner-plus.yaml's opt-ins: (models, param) -> value; everything else equals winner.yaml
 PLUS_OPT_INS = {("simple_nn_old", "init_output_bias"): True, ("simple_nn_new", "init_output_bias"): True}
 
@@ -131,3 +158,22 @@ def test_winner_plus_is_winner_with_the_opt_ins_only():
         assert plus["models"][model]["params"].pop(key) is value
         winner["models"][model]["params"].pop(key)
     assert plus == winner
+
+
+@pytest.mark.parametrize("stage", sorted(WINNERS_NN3_STAGES))
+def test_three_stage_nn_is_the_winners(winner, stage):
+    spec = _spec(winner, stage)
+    targets, meta, meta_only, epochs, clip, hidden = WINNERS_NN3_STAGES[stage]
+    assert (spec.arch, spec.features, spec.folds, spec.targets) == ("simple_nn", "qt_umap_fa", "mlsk5", targets)
+    assert (spec.meta, spec.meta_only, len(spec.seeds), spec.drop_controls) == (meta, meta_only, 5, True)
+    assert spec.meta_transform == "quantile" or not meta
+    arch = build_model(spec.arch, spec.params)
+    cfg = arch.train_config()
+    expected = {**WINNERS_NN3_TRAINING, "epochs": epochs, "target_clip": clip}
+    assert {key: getattr(cfg, key) for key in expected} == expected
+    module = arch.build_module(1087, 206)
+    assert [type(m).__name__ for m in module] == WINNERS_NN3_LAYERS
+    linears = [m for m in module if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linears] == [hidden, hidden, 206]
+    assert [m.p for m in module if isinstance(m, FastDropout)] == [0.15, 0.3, 0.25]
+    assert winner["features"]["qt_umap_fa"] == {"fit_on": "train+test", "steps": WINNERS_NN3_FEATURES}
