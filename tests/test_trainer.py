@@ -262,6 +262,8 @@ def test_weight_norm_per_layer_and_the_winners_layout():
         build_mlp(10, 3, [8], weight_norm=[True])
     with pytest.raises(ValueError, match="weight_norm needs"):
         build_mlp(10, 3, [8], weight_norm=[1, 0])
+    with pytest.raises(ValueError, match="weight_norm needs"):
+        build_mlp(10, 3, [8], weight_norm=1)
 
 
 def test_no_early_stopping_runs_every_epoch_and_keeps_the_best(data):

@@ -65,7 +65,7 @@ def _per_layer_flags(value: bool | Sequence[bool], n: int, name: str) -> list[bo
     """Broadcast one flag to ``n`` layers, or check that a list has one flag per layer."""
     if isinstance(value, bool):
         return [value] * n
-    flags = list(value)
+    flags = list(value) if isinstance(value, (list, tuple)) else []
     if len(flags) != n or not all(isinstance(f, bool) for f in flags):
         raise ValueError(f"{name} needs true/false or {n} of them (one per Linear layer), got {value!r}")
     return flags
