@@ -152,6 +152,19 @@ def test_row_stats_match_pandas(train):
         RowStats("cells", stats=("mode",)).fit(train)
 
 
+def test_gc_block_is_genes_and_cells_as_one(train):
+    """``gc``: the g- and c- columns as one block (the winners' ``gc_sum``, ``gc_mean``... over 872 values)."""
+    assert block_columns(train, "gc") == GENE_COLS + CELL_COLS
+    out = RowStats(["genes", "cells", "gc"], stats=("sum", "mean", "std", "kurt", "skew")).fit_transform(train)
+    assert list(out.columns[-15:]) == [f"{b}_{s}" for b in ("g", "c", "gc") for s in ("sum", "mean", "std", "kurt", "skew")]
+    both = train[GENE_COLS + CELL_COLS].astype(np.float64)
+    np.testing.assert_allclose(out["gc_sum"], both.sum(axis=1), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(out["gc_std"], both.std(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(out["gc_kurt"], both.kurt(axis=1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out["gc_skew"], both.skew(axis=1), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(out["gc_mean"], out["g_mean"])
+
+
 def test_onehot_categories_fixed_even_if_absent(train):
     only = train.assign(cp_time=24, cp_dose="D1")
     step = OneHot().fit(only)
@@ -283,6 +296,32 @@ def test_fit_on_train_never_sees_test(train, test):
     q_both, q_extreme = fs_c.steps_[0].quantile_.quantiles_, fs_d.steps_[0].quantile_.quantiles_
     assert not np.allclose(q_train, q_both)
     assert q_extreme.max() > 10 * q_both.max()  # the extreme test rows reach the quantiles only here
+
+
+def test_a_step_can_narrow_fit_on_to_the_train_rows(train, test):
+    """The winners' simple NN: the first quantile transform on the train rows, the next steps on
+    train + test. The narrowed step's quantiles ignore the test rows; the set's other steps see them."""
+    extreme = test.copy()
+    extreme[GENE_COLS + CELL_COLS] = make_frame(len(test), seed=1, prefix="te", scale=50.0)[
+        GENE_COLS + CELL_COLS
+    ]
+    steps = [{"name": "rankgauss", "blocks": ["genes", "cells"], "fit_on": "train"},
+             {"name": "pca", "block": "genes", "n_components": 3}]
+    spec = {"fit_on": "train+test", "steps": steps}
+    fs_a, tr_a, te_a = build_feature_set(spec, train, test)
+    fs_b, _, _ = build_feature_set(spec, train, extreme)
+    q_a, q_b = fs_a.steps_[0].quantile_.quantiles_, fs_b.steps_[0].quantile_.quantiles_
+    np.testing.assert_array_equal(q_a, q_b)  # the test rows never reach the narrowed step
+    alone = RankGauss(["genes", "cells"]).fit(train)
+    np.testing.assert_array_equal(q_a, alone.quantile_.quantiles_)
+    assert fs_a.n_fit_rows_ == len(train) + len(test)
+    assert not np.allclose(fs_a.steps_[1].pca_.components_, fs_b.steps_[1].pca_.components_)  # PCA saw them
+    assert len(te_a) == len(test) and list(te_a.columns) == list(tr_a.columns)
+    assert steps[0]["fit_on"] == "train"  # the spec is not mutated
+    with pytest.raises(ValueError, match="fit_on 'train\\+test' in a feature set fitted on 'train'"):
+        FeatureSet([{"name": "onehot", "fit_on": "train+test"}], fit_on="train").fit(train)
+    with pytest.raises(ValueError, match="'onehot': fit_on must be one of"):
+        FeatureSet([{"name": "onehot", "fit_on": "test"}], fit_on="train+test").fit(train, test)
 
 
 def test_feature_set_is_deterministic(train, test):

@@ -21,8 +21,10 @@ from moastack.models.trainer import (
     evaluate_module,
     fit_module,
     predict_module,
+    seed_everything,
     set_threads,
 )
+from moastack.targets import prior_logit
 
 SMALL = {"hidden_size": 64, "epochs": 12, "batch_size": 64, "patience": None, "label_smoothing": 0.0}
 
@@ -240,3 +242,49 @@ def test_registry_builds_and_rejects():
         build_model("simple_nn", {"hiden_size": 3})
     with pytest.raises(ValueError, match="scheduler"):
         build_model("simple_nn", {"scheduler": "warm_restarts"})
+
+
+def test_weight_norm_per_layer_and_the_winners_layout():
+    """One weight_norm flag per Linear layer; with dropout [0, 0.25, 0.25] and LeakyReLU this is the
+    winners' simple NN (old CV): BN → WN Linear → LeakyReLU → BN → Drop → Linear → LeakyReLU → BN → Drop
+    → WN Linear."""
+    module = SimpleNN(hidden=[16, 16], dropout=[0.0, 0.25, 0.25], activation="leaky_relu",
+                      weight_norm=[True, False, True]).build_module(10, 3)
+    kinds = [type(m).__name__ for m in module]
+    assert kinds == ["BatchNorm1d", "ParametrizedLinear", "LeakyReLU", "BatchNorm1d", "FastDropout", "Linear",
+                     "LeakyReLU", "BatchNorm1d", "FastDropout", "ParametrizedLinear"]
+    normed = [torch.nn.utils.parametrize.is_parametrized(m) for m in module if isinstance(m, torch.nn.Linear)]
+    assert normed == [True, False, True]
+    assert [m.p for m in module if isinstance(m, FastDropout)] == [0.25, 0.25]
+    everywhere = build_mlp(10, 3, [8], weight_norm=True)
+    assert all(torch.nn.utils.parametrize.is_parametrized(m) for m in everywhere if isinstance(m, torch.nn.Linear))
+    with pytest.raises(ValueError, match="weight_norm needs"):
+        build_mlp(10, 3, [8], weight_norm=[True])
+    with pytest.raises(ValueError, match="weight_norm needs"):
+        build_mlp(10, 3, [8], weight_norm=[1, 0])
+    with pytest.raises(ValueError, match="weight_norm needs"):
+        build_mlp(10, 3, [8], weight_norm=1)
+
+
+def test_no_early_stopping_runs_every_epoch_and_keeps_the_best(data):
+    """patience null + restore_best: the winners' simple NN loop (all epochs, the best epoch's weights)."""
+    Xtr, Ytr, Xva, Yva, _, _ = data
+    model = SimpleNN(hidden_size=128, dropout=0.0, epochs=12, batch_size=32, scheduler="none", lr=3e-2,
+                     patience=None).fit(Xtr, Ytr, Xva, Yva, ctx(3))
+    losses = [r["valid_loss"] for r in model.history_]
+    assert len(losses) == 12 and int(np.argmin(losses)) < 11, "expected the best epoch before the last"
+    assert evaluate_module(model.module_, Xva, Yva) == pytest.approx(min(losses), rel=1e-6, abs=1e-9)
+
+
+def test_init_output_bias_is_an_opt_in_the_exact_presets_turn_off(data):
+    """On (moastack's default): the output bias starts at each target's prior logit. Off (the winners'
+    code): torch's default init, untouched. A vanishing lr keeps the start visible."""
+    Xtr, Ytr, *_ = data
+    frozen = {"hidden_size": 16, "epochs": 1, "scheduler": "none", "lr": 1e-12, "patience": None}
+    on = SimpleNN(**frozen).fit(Xtr, Ytr, None, None, ctx()).module_[-1].bias.detach().numpy()
+    off = SimpleNN(**frozen, init_output_bias=False).fit(Xtr, Ytr, None, None, ctx()).module_[-1].bias.detach().numpy()
+    seed_everything(0)  # as fit does before building the module
+    untouched = SimpleNN(**frozen).build_module(Xtr.shape[1], Ytr.shape[1])[-1].bias.detach().numpy()
+    np.testing.assert_allclose(on, prior_logit(Ytr), atol=1e-3)
+    np.testing.assert_allclose(off, untouched, atol=1e-6)
+    assert np.abs(off - on).max() > 1.0

@@ -226,10 +226,11 @@ def feature_set_width(spec: dict, sizes: Sizes) -> int:
 
 
 def _block_width(step: dict, sizes: Sizes) -> int:
-    """Input columns of one feature step (genes ≈ 88% of the g-/c- numbers, cells the rest)."""
+    """Input columns of one feature step (genes ≈ 88% of the g-/c- numbers, cells the rest; the winners'
+    factor blocks, 90 + 50 factors, about 16% of them)."""
     block = step.get("block")
     blocks = step.get("blocks", [block] if block else ["genes", "cells"])
-    share = {"genes": 0.885, "cells": 0.115, "all": 1.0, "pca": 0.06}
+    share = {"genes": 0.885, "cells": 0.115, "gc": 1.0, "all": 1.0, "pca": 0.06, "fa": 0.16}
     return max(1, round(sizes.n_numeric * sum(share.get(str(b), 1.0) for b in blocks)))
 
 

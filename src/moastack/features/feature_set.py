@@ -2,7 +2,9 @@
 
 ``fit`` builds the steps from their dicts and fits them one after another on the train rows, plus
 the test rows when ``fit_on == "train+test"`` (allowed for unsupervised transforms only; DESIGN.md's
-leakage rules). ``transform`` applies the fitted chain to any frame with the raw feature columns,
+leakage rules). One step may narrow that with its own ``fit_on: train`` (the winners' simple NN fits
+its first quantile transform on the train rows and everything after it on train + test): it is
+fitted on the train rows alone and then applied to every row, like any step. ``transform`` applies the fitted chain to any frame with the raw feature columns,
 which is how inference turns NEW samples into model inputs without refitting: the fitted object is
 saved with joblib as ``results/features/{set}/fitted.joblib``.
 
@@ -43,8 +45,10 @@ FIT_ON = ("train", "train+test")
 
 
 def make_step(spec: Mapping[str, Any]) -> FeatureStep:
-    """Build one unfitted step from its config dict, naming the step and key on any mistake."""
+    """Build one unfitted step from its config dict, naming the step and key on any mistake (a step's
+    ``fit_on`` belongs to the feature set: see :func:`step_fit_on`)."""
     spec = dict(spec)
+    spec.pop("fit_on", None)
     name = spec.pop("name", None)
     if name not in STEP_CLASSES:
         raise ValueError(f"unknown feature step {name!r}; known steps: {sorted(STEP_CLASSES)}")
@@ -59,6 +63,17 @@ def make_step(spec: Mapping[str, Any]) -> FeatureStep:
 def is_sparse_step(step: FeatureStep) -> bool:
     """Whether the step returns a sparse block (``transform_sparse``) instead of frame columns."""
     return bool(getattr(step, "sparse_output", False))
+
+
+def step_fit_on(spec: Mapping[str, Any], set_fit_on: str) -> str:
+    """The rows one step is fitted on: its own ``fit_on`` if given, else the feature set's. A step may
+    narrow ``train+test`` to ``train``, never widen a train-only set (its test rows are not there)."""
+    fit_on = spec.get("fit_on", set_fit_on)
+    if fit_on not in FIT_ON:
+        raise ValueError(f"feature step {spec.get('name')!r}: fit_on must be one of {FIT_ON}, got {fit_on!r}")
+    if fit_on == "train+test" and set_fit_on == "train":
+        raise ValueError(f"feature step {spec.get('name')!r}: fit_on 'train+test' in a feature set fitted on 'train'")
+    return fit_on
 
 
 def _check_frame(df: pd.DataFrame, what: str) -> None:
@@ -93,6 +108,7 @@ class FeatureSet(TransformerMixin, BaseEstimator):
         if sparse_steps and self.fit_on != "train":
             raise ValueError(f"feature steps {sparse_steps} fit their frequency filter on training rows only: "
                              f"set the feature set's fit_on: train (it is {self.fit_on!r})")
+        fit_ons = [step_fit_on(spec, self.fit_on) for spec in self.steps]
         _check_frame(train, "train")
         frame = train
         if self.fit_on == "train+test":
@@ -105,16 +121,20 @@ class FeatureSet(TransformerMixin, BaseEstimator):
         self.n_fit_rows_ = len(frame)
         self.input_columns_ = list(train.columns)
         sparse_names: list[str] = []
-        for step in steps:
+        n_train = len(train)
+        for step, fit_on in zip(steps, fit_ons, strict=True):
             start = time.perf_counter()
+            rows = frame.iloc[:n_train] if fit_on == "train" else frame
             if is_sparse_step(step):
-                step.fit(frame)
+                step.fit(rows)
                 sparse_names.extend(step.names_out_)
                 width = f"{len(step.names_out_)} sparse"
             else:
-                frame = step.fit(frame).transform(frame)
+                step.fit(rows)
+                frame = step.transform(frame)
                 width = str(frame.shape[1])
-            log.info("fitted %s in %.1fs -> %s columns", step.step_name, time.perf_counter() - start, width)
+            log.info("fitted %s on %s rows in %.1fs -> %s columns", step.step_name, fit_on,
+                     time.perf_counter() - start, width)
         self.steps_ = steps
         self.feature_names_out_ = _feature_columns(frame)
         clash = set(self.feature_names_out_) & set(sparse_names)

@@ -31,10 +31,13 @@ from sklearn.utils.validation import check_is_fitted, check_random_state
 from moastack.columns import CP_DOSES, CP_TIMES, ID_COL, META_COLS
 
 #: block name -> short tag used in the names of columns a step derives from that block
-BLOCK_TAGS = {"genes": "g", "cells": "c", "all": "all", "pca": "pca", "umap": "umap", "fa": "fa"}
+BLOCK_TAGS = {"genes": "g", "cells": "c", "gc": "gc", "all": "all", "pca": "pca", "umap": "umap", "fa": "fa"}
 #: blocks that are a column-name prefix: the raw g-/c- columns, and columns earlier steps generated
 #: (``pca`` = every ``pca_*`` column, genes and cells alike), so e.g. k-means can cluster PCA components
 _BLOCK_PREFIX = {"genes": "g-", "cells": "c-", "pca": "pca_", "umap": "umap_", "fa": "fa_"}
+#: blocks that are several prefix blocks read as one: ``gc`` = the genes and the cells together, so that
+#: e.g. ``row_stats`` gives statistics over all 872 g-/c- values of a row (the winners' ``gc_mean``...)
+_BLOCK_UNION = {"gc": ("genes", "cells")}
 #: columns that are never features: the key and the raw experiment metadata
 NON_FEATURE_COLS = (ID_COL, *META_COLS)
 
@@ -67,11 +70,15 @@ def as_blocks(blocks: str | Iterable[str]) -> list[str]:
 def block_columns(df: pd.DataFrame, block: str) -> list[str]:
     """Columns of ``block`` in the frame as it is now (so later steps see earlier steps' outputs).
 
-    ``genes``/``cells`` are the raw ``g-``/``c-`` columns; ``pca``/``umap``/``fa`` the columns earlier
-    steps generated with that prefix (``pca_g_0``, ``umap_c_3``...); ``all`` is every float column except
-    ``sig_id`` and ``cp_*`` (so one-hot columns are never rescaled or dropped by an ``all`` step).
+    ``genes``/``cells`` are the raw ``g-``/``c-`` columns (``gc`` both, as one block); ``pca``/``umap``/``fa``
+    the columns earlier steps generated with that prefix (``pca_g_0``, ``umap_c_3``...); ``all`` is every
+    float column except ``sig_id`` and ``cp_*`` (so one-hot columns are never rescaled or dropped by an
+    ``all`` step).
     """
     as_blocks(block)
+    if block in _BLOCK_UNION:
+        prefixes = tuple(_BLOCK_PREFIX[b] for b in _BLOCK_UNION[block])
+        return [c for c in df.columns if c.startswith(prefixes)]
     if block in _BLOCK_PREFIX:
         return [c for c in df.columns if c.startswith(_BLOCK_PREFIX[block])]
     return [

@@ -61,6 +61,16 @@ def _per_layer(value: float | Sequence[float], n: int, name: str) -> list[float]
     return values
 
 
+def _per_layer_flags(value: bool | Sequence[bool], n: int, name: str) -> list[bool]:
+    """Broadcast one flag to ``n`` layers, or check that a list has one flag per layer."""
+    if isinstance(value, bool):
+        return [value] * n
+    flags = list(value) if isinstance(value, (list, tuple)) else []
+    if len(flags) != n or not all(isinstance(f, bool) for f in flags):
+        raise ValueError(f"{name} needs true/false or {n} of them (one per Linear layer), got {value!r}")
+    return flags
+
+
 def build_mlp(
     n_in: int,
     n_out: int,
@@ -68,16 +78,19 @@ def build_mlp(
     dropout: float | Sequence[float] = 0.0,
     batch_norm: bool = True,
     activation: str = "relu",
-    weight_norm: bool = False,
+    weight_norm: bool | Sequence[bool] = False,
 ) -> nn.Sequential:
     """[BN → Dropout → Linear → act] per hidden size, then BN → Dropout → Linear(n_out) logits.
 
-    ``dropout`` is one value or one per Linear layer (len(hidden) + 1), the first acting on the inputs.
+    ``dropout`` is one value or one per Linear layer (len(hidden) + 1), the first acting on the inputs;
+    ``weight_norm`` likewise one flag or one per Linear layer (the winners' simple NNs weight-normalise
+    the first and the last: ``[true, false, true]``).
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     sizes = [int(n_in), *[int(h) for h in hidden], int(n_out)]
     drops = _per_layer(dropout, len(sizes) - 1, "dropout")
+    norms = _per_layer_flags(weight_norm, len(sizes) - 1, "weight_norm")
     layers: list[nn.Module] = []
     for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         if batch_norm:
@@ -85,7 +98,7 @@ def build_mlp(
         if drops[i] > 0:
             layers.append(FastDropout(drops[i]))
         linear = nn.Linear(d_in, d_out)
-        if weight_norm:
+        if norms[i]:
             linear = nn.utils.parametrizations.weight_norm(linear)
         layers.append(linear)
         if i < len(sizes) - 2:
@@ -132,5 +145,5 @@ class SimpleNN(TorchTabularModel):
             dropout=[0.2] + [0.5] * len(hidden) if dropout is None else dropout,
             batch_norm=bool(self.param("batch_norm")),
             activation=str(self.param("activation")),
-            weight_norm=bool(self.param("weight_norm")),
+            weight_norm=self.param("weight_norm"),
         )
