@@ -2,7 +2,8 @@
 
 Every arch is listed once, in :data:`ARCHS`, with the module that holds its class (imported only when the
 arch is built or loaded: :mod:`moastack.models.registry`), the tasks it serves, and what its jobs must
-hand it besides the rows: a transfer source's weights (``init_from``) or a feature map (``feature_map``).
+hand it besides the rows: a transfer source's weights (``init_from``), a feature map (``feature_map``) or
+the rows' molecules (``molecules``: the prepared features' ``smiles`` column).
 The config check reads these facts from here, never from a list of its own; this module imports nothing
 heavy, so parsing the workflow does not import torch. An arch is registered only once it passes the
 contract test (tests/test_arch_contract.py), which runs over this table.
@@ -23,6 +24,7 @@ class Arch:
     tasks: tuple[str, ...] = (MULTILABEL.name,)
     transfer: bool = False  # can start from another job's weights (init_from)
     feature_map: bool = False  # renders images through a fitted feature map (feature_map)
+    molecules: bool = False  # reads the rows' SMILES (FitContext.smiles), not only their feature-set columns
 
 
 ARCHS: dict[str, Arch] = {
@@ -39,6 +41,7 @@ ARCHS: dict[str, Arch] = {
     "svm": Arch("moastack.models.linear:SVMModel"),
     "mlknn": Arch("moastack.models.mlknn:MLKNNModel"),
     "xgboost": Arch("moastack.models.boosting:XGBoostModel"),
+    "chemprop": Arch("moastack.models.dmpnn:ChempropModel", molecules=True),
     "ridge": Arch("moastack.models.regressors:RidgeRegressor", tasks=(REGRESSION.name,)),
     "mlp_regressor": Arch("moastack.models.regressors:MLPRegressor", tasks=(REGRESSION.name,)),
 }

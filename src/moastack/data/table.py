@@ -30,7 +30,7 @@ from moastack.data.validate import MAX_EXAMPLES, InputError, _names
 
 log = logging.getLogger(__name__)
 
-SMILES_COL = "smiles"
+SMILES_COL = C.SMILES_COL
 DUPLICATE_POLICIES = ("refuse", "keep_first", "merge")
 INVALID_SMILES_POLICIES = ("refuse", "drop")
 TABLE_KEYS = (
