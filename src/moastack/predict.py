@@ -289,6 +289,9 @@ def predict_frame(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    readers = [name for name, m in plan.models.items() if m.molecules]
+    if readers and SMILES_COL not in features.columns:
+        raise PredictError(f"models {', '.join(readers)} read molecules: the input needs a {SMILES_COL!r} column")
     n = len(features)
     batches = list(_batches(n, batch_size))
     context = FitContext(seed=0, device=_device(device), threads=threads, logger=log)
@@ -314,8 +317,6 @@ def predict_frame(
         X, names = transformed[model_plan.feature_set]
         meta = np.hstack([collected[m] for m in model_plan.meta]) if model_plan.meta else None
         meta_names = [c for m in model_plan.meta for c in meta_feature_names(m, plan.models[m].targets)]
-        if model_plan.molecules and SMILES_COL not in features.columns:
-            raise PredictError(f"model {name} reads molecules: the input needs a {SMILES_COL!r} column")
         keys = features if model_plan.uses_keys or model_plan.molecules else None
         rows = JobRows(X, names, meta, tuple(meta_names), keys)
         combined = SeedFoldAggregate(model_plan.seed_aggregate)

@@ -60,13 +60,16 @@ def featurize(smiles: np.ndarray, featurizer=None) -> list:
     chemprop = _chemprop()
     from chemprop.utils import make_mol
 
+    from moastack.data.table import quiet_rdkit
+
     featurizer = featurizer or chemprop.featurizers.SimpleMoleculeMolGraphFeaturizer()
     graphs, bad = [], []
-    for i, smi in enumerate(smiles):
-        try:
-            graphs.append(featurizer(make_mol(str(smi), keep_h=False, add_h=False)))
-        except RuntimeError:
-            bad.append(f"row {i}: {smi!r}")
+    with quiet_rdkit():  # RDKit's own warnings (a lone [H]...) on stderr; parse failures are named below
+        for i, smi in enumerate(smiles):
+            try:
+                graphs.append(featurizer(make_mol(str(smi), keep_h=False, add_h=False)))
+            except RuntimeError:
+                bad.append(f"row {i}: {smi!r}")
     if bad:
         raise ValueError(f"chemprop: {len(bad)} SMILES RDKit cannot parse: {', '.join(bad[:5])}")
     return graphs
