@@ -13,16 +13,16 @@ Training runs through moastack's one loop (:func:`moastack.models.trainer.fit_mo
 Lightning ``Trainer``. The loop gives this arch what every other torch arch has, with no second copy:
 the masked multitask BCE (missing labels give no gradient), ``pos_weight: balanced`` for rare
 positives, the output bias started at each assay's rate, OneCycle (chemprop's Noam schedule's shape:
-a warm-up from ``max_lr / div_factor`` to ``max_lr``, then a decay), early stopping and best-epoch
-restore on the fold's validation rows (chemprop keeps its best-validation checkpoint too), seeded
+a warm-up from ``max_lr / div_factor`` to ``max_lr``, then a decay), the best-validation epoch's
+weights restored (as chemprop keeps its best checkpoint; early stopping with ``patience``), seeded
 dropout and batch order (bitwise reproducible on CPU), the job's threads, a per-epoch history in
 ``metrics.json``; chemprop's loop would need a checkpoint folder, its own seeding and logger set-up
 and a second early-stopping rule. The price is one adapter: the loop shuffles and slices rows of a
 float matrix, so each row carries its row number (column 0, then the descriptors) and
 :class:`_MoleculeRows` turns a batch of row numbers into chemprop's ``BatchMolGraph`` of those rows.
 
-``import chemprop`` (and with it Lightning) happens only when this module is imported, i.e. when a
-``chemprop`` job builds or loads its model (:mod:`moastack.models.registry`).
+``import chemprop`` (and with it Lightning: 10-17 s on a 2-core box) happens only when a ``chemprop`` model
+is built, fitted or loaded; the registry imports this module for the ``chemprop`` arch alone.
 """
 
 from __future__ import annotations
