@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -151,3 +152,32 @@ def tox21_challenge_run(tmp_path_factory) -> Path:
     write_config(workdir, yaml.safe_load(TOX21_CHALLENGE_SMOKE.read_text()))
     run_snakemake(workdir)
     return workdir
+
+#: pieces of the molecules of :func:`molecule_problem`: a substituent, a carbon chain, a core, a substituent
+SUBSTITUENTS = ("", "Cl", "N", "O", "F", "Br", "S", "C(=O)O")
+CORES = ("c1ccccc1", "C1CCCCC1", "c1ccncc1", "C1CCOC1", "CC(C)C", "c1ccsc1")
+
+
+def molecule_smiles(n: int, seed: int = 0) -> list[str]:
+    """``n`` small, valid molecules (a substituent, a 0-4 carbon chain, a ring or branch, a substituent)."""
+    rng = np.random.default_rng(seed)
+    return [f"{SUBSTITUENTS[a]}{'C' * k}{CORES[c]}{SUBSTITUENTS[b]}"
+            for a, k, c, b in zip(rng.integers(0, len(SUBSTITUENTS), n), rng.integers(0, 5, n),
+                                  rng.integers(0, len(CORES), n), rng.integers(0, len(SUBSTITUENTS), n))]
+
+
+def molecule_labels(smiles: list[str], seed: int = 0, flip: float = 0.05) -> np.ndarray:
+    """Four planted structural assays of ``smiles`` (float32, 5% of cells flipped): a chlorine, a nitrogen, an
+    aromatic ring, a sulphur or bromine."""
+    from rdkit import Chem
+
+    rng = np.random.default_rng(seed + 1)
+    rows = []
+    for smi in smiles:
+        mol = Chem.MolFromSmiles(smi)
+        symbols = {a.GetSymbol() for a in mol.GetAtoms()}
+        aromatic = any(a.GetIsAromatic() for a in mol.GetAtoms())
+        rows.append(["Cl" in symbols, "N" in symbols, aromatic, bool(symbols & {"S", "Br"})])
+    Y = np.asarray(rows, dtype=np.float32)
+    flipped = rng.random(Y.shape) < flip
+    return np.where(flipped, 1 - Y, Y).astype(np.float32)

@@ -4,17 +4,20 @@ model predicts exactly as the fitted one, the same seed gives the same predictio
 prior on an easy problem, and missing labels are masked where its task allows them.
 
 An arch is registered (``moastack.models.registry.ARCHS``) only once it passes; ``TINY`` must give every
-registered arch a small, fast configuration, so registering one without adding it here fails.
+registered arch a small, fast configuration, so registering one without adding it here fails. An arch that
+reads molecules (``Arch.molecules``) gets an easy problem of small molecules with planted structural
+labels, their SMILES handed over in its context as a job does.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, molecule_labels, molecule_smiles
 
 from moastack.archs import ARCHS
 from moastack.metrics import metric_value
@@ -44,29 +47,47 @@ TINY: dict[str, dict] = {
     "svm": {"cv": 2, "C": 0.1},
     "mlknn": {"k": 10},
     "xgboost": {"n_estimators": 60, "learning_rate": 0.2, "early_stopping_rounds": 10},
+    "chemprop": {"hidden": 32, "depth": 2, "ffn_hidden": 32, "epochs": 8, "batch_size": 32, "max_lr": 3e-3},
     "ridge": {"alpha": 1.0},
     "mlp_regressor": {"hidden": [32], "epochs": 30, "batch_size": 32, "patience": None},
 }
 
 
-def ctx(seed: int = 0) -> FitContext:
+@dataclass
+class Rows:
+    """Rows of an easy problem: features, labels and (for an arch that reads molecules) SMILES."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    smiles: np.ndarray | None = None
+
+
+def ctx(seed: int = 0, rows: Rows | None = None, valid: Rows | None = None) -> FitContext:
+    """The job's context; with ``rows`` (and ``valid``), it carries their molecules, as a job's does."""
     return FitContext(seed=seed, device="cpu", threads=1, logger=logging.getLogger("contract"),
-                      feature_names=list(NAMES))
+                      feature_names=list(NAMES), smiles=None if rows is None else rows.smiles,
+                      smiles_valid=None if valid is None else valid.smiles)
 
 
-def easy_problem(task: str, seed: int = 0):
-    """A planted signal: linear logits (multilabel) or linear responses plus noise (regression)."""
+def easy_problem(arch: str, seed: int = 0) -> list[Rows]:
+    """A planted signal: linear logits (multilabel) or linear responses plus noise (regression); an arch that
+    reads molecules gets labels planted in its rows' molecules instead."""
+    task = ARCHS[arch].tasks[0]
     rng = np.random.default_rng(seed)
     n = N_TRAIN + N_VALID + N_TEST
     X = rng.normal(size=(n, P)).astype(np.float32)
     W = rng.normal(size=(P, T)) * (rng.random((P, T)) < 0.4) * 1.5
     signal = X @ W
-    if get_task(task).probabilities:
+    smiles = None
+    if ARCHS[arch].molecules:
+        smiles = np.array(molecule_smiles(n, seed), dtype=object)
+        Y = molecule_labels(list(smiles), seed)
+    elif get_task(task).probabilities:
         Y = (rng.random((n, T)) < 1 / (1 + np.exp(-(signal - 1.5)))).astype(np.float32)
     else:
         Y = (signal + rng.normal(scale=0.5, size=(n, T))).astype(np.float32)
     splits = np.split(np.arange(n), [N_TRAIN, N_TRAIN + N_VALID])
-    return [(X[rows], Y[rows]) for rows in splits]
+    return [Rows(X[rows], Y[rows], None if smiles is None else smiles[rows]) for rows in splits]
 
 
 def baseline(task: str, Y_train: np.ndarray, n: int) -> np.ndarray:
@@ -74,8 +95,12 @@ def baseline(task: str, Y_train: np.ndarray, n: int) -> np.ndarray:
     return np.tile(np.nanmean(Y_train, axis=0), (n, 1)).astype(np.float32)
 
 
-def fit(arch: str, train, valid, seed: int = 0):
-    return build_model(arch, TINY[arch]).fit(*train, *valid, ctx(seed))
+def fit(arch: str, train: Rows, valid: Rows, seed: int = 0):
+    return build_model(arch, TINY[arch]).fit(train.X, train.Y, valid.X, valid.Y, ctx(seed, train, valid))
+
+
+def predict(model, rows: Rows) -> np.ndarray:
+    return model.predict(rows.X, ctx(rows=rows))
 
 
 ARCH_NAMES = sorted(ARCHS)
@@ -85,7 +110,7 @@ ARCH_NAMES = sorted(ARCHS)
 def fitted(request):
     arch = request.param
     task = ARCHS[arch].tasks[0]
-    train, valid, test = easy_problem(task)
+    train, valid, test = easy_problem(arch)
     return arch, task, train, valid, test, fit(arch, train, valid)
 
 
@@ -96,35 +121,36 @@ def test_every_registered_arch_has_a_tiny_configuration_and_a_schema_entry():
 
 
 def test_predictions_have_the_shape_dtype_and_range_of_the_task(fitted):
-    arch, task, _, _, (X_test, Y_test), model = fitted
-    pred = model.predict(X_test, ctx())
-    assert pred.shape == Y_test.shape and pred.dtype == np.float32 and np.isfinite(pred).all()
+    arch, task, _, _, test, model = fitted
+    pred = predict(model, test)
+    assert pred.shape == test.Y.shape and pred.dtype == np.float32 and np.isfinite(pred).all()
     if get_task(task).probabilities:
         assert ((pred >= 0) & (pred <= 1)).all()
-    written = predict_rows(model, X_test, np.arange(len(X_test)) < 3, get_task(task), ctx())
+    written = predict_rows(model, test.X, np.arange(len(test.X)) < 3, get_task(task), ctx(), test.smiles)
     assert (written[:3] == 0).all()  # controls at 0
-    assert predict_rows(model, X_test[:0], np.zeros(0, bool), get_task(task), ctx()).shape == (0, T)
+    none = None if test.smiles is None else test.smiles[:0]
+    assert predict_rows(model, test.X[:0], np.zeros(0, bool), get_task(task), ctx(), none).shape == (0, T)
 
 
 def test_save_then_load_predicts_identically(fitted, tmp_path):
-    arch, _, _, _, (X_test, _), model = fitted
+    arch, _, _, _, test, model = fitted
     model.save(tmp_path / "model.pt")
     loaded = load_model(tmp_path / "model.pt")
     assert type(loaded) is type(model) and loaded.params == model.params
-    np.testing.assert_array_equal(loaded.predict(X_test, ctx()), model.predict(X_test, ctx()))
+    np.testing.assert_array_equal(predict(loaded, test), predict(model, test))
 
 
 def test_the_same_seed_gives_the_same_predictions(fitted):
-    arch, _, train, valid, (X_test, _), model = fitted
+    arch, _, train, valid, test, model = fitted
     again = fit(arch, train, valid, seed=0)
-    np.testing.assert_array_equal(again.predict(X_test, ctx()), model.predict(X_test, ctx()))
+    np.testing.assert_array_equal(predict(again, test), predict(model, test))
 
 
 def test_it_beats_the_prior_on_an_easy_problem(fitted):
-    arch, task, (_, Y_train), _, (X_test, Y_test), model = fitted
+    arch, task, train, _, test, model = fitted
     metric = get_task(task).validation_metric
-    score = metric_value(metric, Y_test, model.predict(X_test, ctx()))
-    floor = metric_value(metric, Y_test, baseline(task, Y_train, len(Y_test)))
+    score = metric_value(metric, test.Y, predict(model, test))
+    floor = metric_value(metric, test.Y, baseline(task, train.Y, len(test.Y)))
     if arch == "prior":
         assert score == pytest.approx(floor, rel=1e-3)
     else:
@@ -135,19 +161,19 @@ def test_it_beats_the_prior_on_an_easy_problem(fitted):
 def test_missing_labels_are_masked(arch):
     """NaN cells (a quarter of them, and every cell of one target) neither break training nor are read as
     negatives: the model differs from one fitted with those cells set to 0."""
-    (X, Y), (Xv, Yv), (X_test, _) = easy_problem(ARCHS[arch].tasks[0], seed=1)
+    train, valid, test = easy_problem(arch, seed=1)
     rng = np.random.default_rng(2)
-    Y, Yv = Y.copy(), Yv.copy()
+    Y, Yv = train.Y.copy(), valid.Y.copy()
     Y[rng.random(Y.shape) < 0.25] = np.nan
     Yv[rng.random(Yv.shape) < 0.25] = np.nan
     Y[:, -1] = np.nan
-    model = build_model(arch, TINY[arch]).fit(X, Y, Xv, Yv, ctx())
-    pred = model.predict(X_test, ctx())
+    model = fit(arch, replace(train, Y=Y), replace(valid, Y=Yv))
+    pred = predict(model, test)
     assert np.isfinite(pred).all() and ((pred >= 0) & (pred <= 1)).all()
     for record in model.history_:
         assert all(np.isfinite(v) for k, v in record.items() if k.endswith("loss") and v is not None), record
-    zero_filled = build_model(arch, TINY[arch]).fit(X, np.nan_to_num(Y), Xv, np.nan_to_num(Yv), ctx())
-    assert not np.allclose(pred[:, :-1], zero_filled.predict(X_test, ctx())[:, :-1], atol=1e-4)
+    zero_filled = fit(arch, replace(train, Y=np.nan_to_num(Y)), replace(valid, Y=np.nan_to_num(Yv)))
+    assert not np.allclose(pred[:, :-1], predict(zero_filled, test)[:, :-1], atol=1e-4)
 
 
 @pytest.mark.parametrize("arch", ARCH_NAMES)

@@ -25,14 +25,14 @@ TORCH_FREE = {
 def test_torch_free_rules_do_not_import_torch(rule):
     imports = "; ".join(f"import {m}" for m in TORCH_FREE[rule])
     code = (f"import sys; from moastack.jobs import setup_job; setup_job(None, 1); {imports}; "
-            "print(sorted(m for m in ('torch', 'timm', 'pytorch_tabnet', 'umap') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'timm', 'pytorch_tabnet', 'umap', 'chemprop', 'lightning') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"rule {rule} imports {out.strip()}"
 
 
 def test_the_train_rule_imports_an_arch_module_only_when_it_builds_that_arch():
     code = ("import sys; from moastack.models.registry import build_model; build_model('prior'); "
-            "print(sorted(m for m in ('torch', 'timm', 'pytorch_tabnet') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'timm', 'pytorch_tabnet', 'chemprop', 'lightning') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -55,8 +55,17 @@ out = {{"oof": "{tmp_path}/oof.parquet", "test": "{tmp_path}/test.parquet", "mod
         "metrics": "{tmp_path}/metrics.json"}}
 run_fold_job(job, out)
 assert load_model(out["model"]).arch == "{arch}"
-print(sorted(m for m in ("torch", "timm", "pytorch_tabnet") if m in sys.modules))
+print(sorted(m for m in ("torch", "timm", "pytorch_tabnet", "chemprop", "lightning") if m in sys.modules))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_only_a_chemprop_job_imports_chemprop():
+    """chemprop (and Lightning with it) load with the chemprop arch's module only: a job of another torch arch,
+    the train and predict modules, never pay for them."""
+    code = ("import sys; import moastack.train, moastack.predict; from moastack.models.registry import build_model; "
+            "build_model('simple_nn'); print(sorted(m for m in ('chemprop', 'lightning') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -274,3 +274,23 @@ def test_xgboost_balanced_weight_and_multi_output_start():
     tiny = XGBoostModel(strategy="multi_output", n_estimators=1, learning_rate=1e-6)
     probs = tiny.fit(X[:300], Y[:300], None, None, ctx()).predict(X[300:])
     np.testing.assert_allclose(probs, np.broadcast_to(Y[:300].mean(axis=0), probs.shape), rtol=1e-4)
+
+
+@needs_xgb
+def test_xgboost_fits_each_assay_on_its_labelled_rows_only():
+    """Missing labels (NaN) are skipped, never read as negatives: each target's booster is the one a
+    single-target model fits on that target's labelled training and validation rows alone."""
+    X, Y = planted()
+    Y = Y.copy()
+    Y[np.random.default_rng(5).random(Y.shape) < 0.3] = np.nan
+    params = {"n_estimators": 40, "learning_rate": 0.3, "early_stopping_rounds": 5}
+    model = XGBoostModel(**params).fit(X[:250], Y[:250], X[250:300], Y[250:300], ctx())
+    pred = model.predict(X[300:])
+    for j in range(Y.shape[1]):
+        lab, lab_v = ~np.isnan(Y[:250, j]), ~np.isnan(Y[250:300, j])
+        alone = XGBoostModel(**params).fit(X[:250][lab], Y[:250][lab, j], X[250:300][lab_v], Y[250:300][lab_v, j],
+                                           ctx(seed=j))  # target j's booster is seeded seed + j
+        np.testing.assert_array_equal(pred[:, j], alone.predict(X[300:])[:, 0])
+    zero_filled = XGBoostModel(**params).fit(X[:250], np.nan_to_num(Y[:250]), X[250:300], np.nan_to_num(Y[250:300]),
+                                             ctx()).predict(X[300:])
+    assert (pred.mean(axis=0) > zero_filled.mean(axis=0)).all()  # NaN read as 0 would pull every rate down

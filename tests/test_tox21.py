@@ -56,17 +56,38 @@ def test_tables_keep_missing_labels_and_molecules(tox_run):
 
 def test_every_metric_is_scored_and_the_models_beat_the_prior(tox_run):
     prior = _score(tox_run, "prior")
-    for model in ("rf", "nn", "rf_scaffold"):
+    for model in ("rf", "nn", "rf_scaffold", "xgb", "chemprop"):
         score = _score(tox_run, model)
         assert score["metric"] == "mean_roc_auc"
         assert set(score["metrics"]) == {"log_loss", "roc_auc", "pr_auc"}
         assert score["value"] == pytest.approx(score["metrics"]["roc_auc"])
     assert _score(tox_run, "rf")["value"] > prior["value"] + 0.1
     assert _score(tox_run, "nn")["value"] > prior["value"] + 0.05
+    assert _score(tox_run, "xgb")["value"] > prior["value"] + 0.1
+    assert _score(tox_run, "chemprop")["value"] > prior["value"] + 0.05  # 12 epochs of a 32-wide D-MPNN
     blend = json.loads((tox_run / "results" / "blend" / "score.json").read_text())
     members = blend["members"]
     assert blend["value"] >= max(members.values()) - 0.01  # TPE searched ROC-AUC itself
     assert blend["best_member"] == max(members, key=members.get)
+
+
+def test_predict_replays_a_chemprop_job_on_molecules(tox_run):
+    """``moastack predict``'s replay of a saved chemprop job (feature set, fold pipeline, the rows' SMILES, in
+    other batches) gives back the OOF predictions the job wrote for its validation rows."""
+    from moastack.predict import PredictError, plan_prediction, predict_frame
+
+    results = tox_run / "results"
+    plan = plan_prediction(results)
+    model = plan.models["chemprop"]
+    model.jobs = [job for job in model.jobs if job[:2] == (0, 0)]  # seed 0, fold 0
+    plan.models, plan.members, plan.weights = {"chemprop": model}, ["chemprop"], np.array([1.0])
+    oof = pd.read_parquet(results / "models" / "chemprop" / "seed0" / "fold0" / "oof.parquet")
+    rows = pd.read_parquet(results / "data" / "train_features.parquet").set_index("sig_id").loc[oof["sig_id"]]
+    out = predict_frame(plan, rows.reset_index(), batch_size=37, device="cpu")
+    assert list(out["sig_id"]) == list(oof["sig_id"])
+    np.testing.assert_allclose(out[model.targets].to_numpy(), oof[model.targets].to_numpy(), atol=1e-6)
+    with pytest.raises(PredictError, match="chemprop read molecules: the input needs a 'smiles' column"):
+        predict_frame(plan, rows.reset_index().drop(columns=["smiles"]), device="cpu")
 
 
 def test_scaffold_folds_keep_every_scaffold_whole(tox_run):

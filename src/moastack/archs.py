@@ -2,9 +2,10 @@
 
 Every arch is listed once, in :data:`ARCHS`, with the module that holds its class (imported only when the
 arch is built or loaded: :mod:`moastack.models.registry`), the tasks it serves, and what its jobs must
-hand it besides the rows: a transfer source's weights (``init_from``) or a feature map (``feature_map``),
-and whether it takes the sparse block of a feature set with sparse steps (``sparse``: its ``fit``/``predict``
-accept a float32 scipy CSR ``X``; the others are refused such a feature set by the config check).
+hand it besides the rows: a transfer source's weights (``init_from``), a feature map (``feature_map``) or
+the rows' molecules (``molecules``: the prepared features' ``smiles`` column), and whether it takes the
+sparse block of a feature set with sparse steps (``sparse``: its ``fit``/``predict`` accept a float32 scipy
+CSR ``X``; the others are refused such a feature set by the config check).
 The config check reads these facts from here, never from a list of its own; this module imports nothing
 heavy, so parsing the workflow does not import torch. An arch is registered only once it passes the
 contract test (tests/test_arch_contract.py), which runs over this table.
@@ -26,6 +27,7 @@ class Arch:
     transfer: bool = False  # can start from another job's weights (init_from)
     feature_map: bool = False  # renders images through a fitted feature map (feature_map)
     sparse: bool = False  # takes a float32 CSR X (feature sets with sparse_fingerprint steps)
+    molecules: bool = False  # reads the rows' SMILES (FitContext.smiles), not only their feature-set columns
 
 
 ARCHS: dict[str, Arch] = {
@@ -43,6 +45,7 @@ ARCHS: dict[str, Arch] = {
     "mlknn": Arch("moastack.models.mlknn:MLKNNModel"),
     # DMatrix takes CSR; an absent entry is "missing" (its branch is learned), not a stored 0
     "xgboost": Arch("moastack.models.boosting:XGBoostModel", sparse=True),
+    "chemprop": Arch("moastack.models.dmpnn:ChempropModel", molecules=True),
     "ridge": Arch("moastack.models.regressors:RidgeRegressor", tasks=(REGRESSION.name,)),
     "mlp_regressor": Arch("moastack.models.regressors:MLPRegressor", tasks=(REGRESSION.name,)),
 }

@@ -8,6 +8,8 @@ GENE_COLS = [f"g-{i}" for i in range(N_GENES)]
 CELL_COLS = [f"c-{i}" for i in range(N_CELLS)]
 ID_COL = "sig_id"
 DRUG_COL = "drug_id"
+#: canonical SMILES of a molecule row (a table source with a SMILES column; the perturbation layout)
+SMILES_COL = "smiles"
 META_COLS = ["cp_type", "cp_time", "cp_dose"]
 FEATURE_COLS = [ID_COL, *META_COLS, *GENE_COLS, *CELL_COLS]
 

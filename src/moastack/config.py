@@ -330,6 +330,10 @@ def _check_data(config: dict) -> None:
         if f["method"] == "drug_aware" and data["source"] == "table":
             raise ConfigError(f"folds.{scheme}: drug_aware folds need lish-moa's train_drug table; "
                               "use scaffold or multilabel_stratified for a table source")
+    for name, m in config["models"].items():
+        if arch_info(m["arch"]).molecules and not smiles:
+            raise ConfigError(f"models.{name}.arch: {m['arch']} reads molecules: it needs data.source table with "
+                              "data.table.smiles_column")
 
 
 def _check_init_from(models: dict, name: str, m: dict) -> None:

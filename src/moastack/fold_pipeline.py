@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from moastack.columns import SMILES_COL
 from moastack.features.fold_steps import apply_fold_steps, build_fold_steps, fit_fold_steps
 from moastack.spec import ModelSpec
 from moastack.stacking import apply_meta_transform, fit_meta_transform
@@ -35,7 +36,8 @@ from moastack.stacking import apply_meta_transform, fit_meta_transform
 @dataclass
 class JobRows:
     """Some rows of a job's raw inputs: feature-set columns (dense ``X``, and the sparse block of a set with
-    sparse steps), upstream predictions, string key columns."""
+    sparse steps), upstream predictions, string key columns (target encoding's keys; ``smiles`` for an arch
+    that reads molecules)."""
 
     X: np.ndarray
     names: list[str]
@@ -47,6 +49,13 @@ class JobRows:
 
     def __len__(self) -> int:
         return len(self.X)
+
+    @property
+    def smiles(self) -> np.ndarray | None:
+        """The rows' molecules (the ``smiles`` key column), None when the rows carry none."""
+        if self.keys is None or SMILES_COL not in self.keys.columns:
+            return None
+        return self.keys[SMILES_COL].to_numpy(dtype=object)
 
     def take(self, rows: np.ndarray) -> JobRows:
         """The rows selected by a boolean mask or an index array."""

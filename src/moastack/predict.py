@@ -50,9 +50,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from moastack import io
+from moastack.archs import arch_info
 from moastack.blend import apply_weights
 from moastack.collect import SeedFoldAggregate
-from moastack.columns import ID_COL
+from moastack.columns import ID_COL, SMILES_COL
 from moastack.data.validate import InputError, _read_csv, validate_features
 from moastack.fold_pipeline import JobRows
 from moastack.models.base import FitContext, resolve_device
@@ -97,6 +98,7 @@ class ModelPlan:
     jobs: list[tuple[int, int, Path]]  # (seed, fold, model.pt)
     seed_aggregate: str = "mean"
     uses_keys: bool = False  # its fold pipeline encodes raw key columns (target encoding)
+    molecules: bool = False  # its arch reads the rows' SMILES (``Arch.molecules``)
 
 
 @dataclass
@@ -207,6 +209,7 @@ def _plan_model(results: Path, name: str, missing: list[Path]) -> ModelPlan | No
         jobs=jobs,
         seed_aggregate=score.get("seed_aggregate", "mean"),  # collect records it when it is not the mean
         uses_keys=bool(spec.target_encoding),
+        molecules=arch_info(spec.arch).molecules,
     )
 
 
@@ -344,6 +347,9 @@ def predict_frame(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    readers = [name for name, m in plan.models.items() if m.molecules]
+    if readers and SMILES_COL not in features.columns:
+        raise PredictError(f"models {', '.join(readers)} read molecules: the input needs a {SMILES_COL!r} column")
     n = len(features)
     batches = list(_batches(n, batch_size))
     context = FitContext(seed=0, device=_device(device), threads=threads, logger=log)
@@ -376,7 +382,7 @@ def predict_frame(
         fset_rows = transformed[model_plan.feature_set]
         meta = np.hstack([collected[m] for m in model_plan.meta]) if model_plan.meta else None
         meta_names = [c for m in model_plan.meta for c in meta_feature_names(m, plan.models[m].targets)]
-        keys = features if model_plan.uses_keys else None
+        keys = features if model_plan.uses_keys or model_plan.molecules else None
         rows = JobRows(fset_rows.X, fset_rows.names, meta, tuple(meta_names), keys, fset_rows.sparse,
                        fset_rows.sparse_names)
         combined = SeedFoldAggregate(model_plan.seed_aggregate)
@@ -384,11 +390,13 @@ def predict_frame(
             model, pipeline = _load_job(path, name, seed, fold)
             pred = np.empty((n, len(model_plan.targets)), dtype=np.float32)
             for i, batch in enumerate(batches):
+                part = rows.take(np.arange(batch.start, batch.stop))
                 try:
-                    inputs = pipeline.transform(rows.take(np.arange(batch.start, batch.stop)))
+                    inputs = pipeline.transform(part)
                 except ValueError as err:
                     raise ArtifactError(f"{path}: {err}") from err
-                pred[batch] = predict_rows(model, inputs, is_control[batch], plan.task, context)
+                smiles = part.smiles if model_plan.molecules else None
+                pred[batch] = predict_rows(model, inputs, is_control[batch], plan.task, context, smiles)
                 progress.step(f"{name} seed{seed} fold{fold}{tag(i)}")
             combined.add(seed, pred)
         collected[name] = plan.task.postprocess(combined.result())  # as collect writes it

@@ -5,7 +5,9 @@ on the fold's training rows (meta-features of stacked models, target encoding, f
 training, validation and test matrices through it. :func:`fit_job` fits the model on them; the ``train``
 rule (:func:`run_fold_job`) and every trial of a ``tune`` study call it, and ``moastack predict`` replays
 the saved pipeline and model through :func:`predict_rows`. Controls are predicted 0 everywhere; by default
-they are also left out of training.
+they are also left out of training. An arch that reads molecules (``Arch.molecules``: ``chemprop``) gets the
+rows' SMILES from the prepared features' ``smiles`` column, carried like target encoding's key columns
+(:attr:`JobRows.keys`), through its :class:`FitContext` (``smiles``/``smiles_valid``, :meth:`FitContext.for_rows`).
 
 ``pseudo_from`` (model key): the test rows, labelled by the upstream model's job of the SAME seed × fold
 (a model that never saw this fold's validation rows), are appended to the training rows only — never to
@@ -18,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,7 +29,7 @@ import scipy.sparse as sp
 
 from moastack import io
 from moastack.archs import arch_info, sparse_refusal
-from moastack.columns import ID_COL
+from moastack.columns import ID_COL, SMILES_COL
 from moastack.features.feature_table import FeatureTable
 from moastack.fold_pipeline import FoldPipeline, JobRows
 from moastack.metrics import metric_value
@@ -106,6 +108,10 @@ class FoldData:
     pipeline: FoldPipeline
     n_pseudo: int = 0  # pseudo-labelled test rows appended to X_train / Y_train (the last rows)
     aux_train: np.ndarray | None = None  # the training rows' labels of the aux_targets table
+    # the rows' SMILES, for an arch that reads molecules (None otherwise)
+    smiles_train: np.ndarray | None = None
+    smiles_valid: np.ndarray | None = None
+    smiles_test: np.ndarray | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -163,17 +169,21 @@ def load_fold_data(job: FoldJob) -> FoldData:
     if job.meta:
         meta_train, meta_test, meta_names = load_meta(job.meta, train_ids, test_ids)
     key_cols = list(spec.target_encoding["columns"]) if spec.target_encoding else []
-    keys_train = read_keys(job.train_features, key_cols, train_ids) if key_cols else None
-    keys_test = read_keys(job.test_features, key_cols, test_ids) if key_cols else None
+    if arch_info(spec.arch).molecules and SMILES_COL not in key_cols:
+        key_cols.append(SMILES_COL)
+    keys_train = read_keys(job.train_features, key_cols, train_ids, spec.name) if key_cols else None
+    keys_test = read_keys(job.test_features, key_cols, test_ids, spec.name) if key_cols else None
     rows = job_rows(train, meta_train, meta_names, keys_train)
     test_rows = job_rows(test, meta_test, meta_names, keys_test)
 
     fit_rows = ~is_valid & ~train_ctl if spec.drop_controls else ~is_valid
     any_moa = _any_moa(job.scored_targets or job.targets, train_ids)[fit_rows] if spec.fold_steps else None
     pipeline = FoldPipeline(spec, seed=job.seed)
-    X_train = pipeline.fit_transform(rows.take(fit_rows), Y[fit_rows], any_moa)
-    X_valid = pipeline.transform(rows.take(is_valid))
+    train_part, valid_part = rows.take(fit_rows), rows.take(is_valid)
+    X_train = pipeline.fit_transform(train_part, Y[fit_rows], any_moa)
+    X_valid = pipeline.transform(valid_part)
     X_test = pipeline.transform(test_rows)
+    smiles_train, smiles_valid, smiles_test = train_part.smiles, valid_part.smiles, test_rows.smiles
     Y_train, n_pseudo = Y[fit_rows], 0
     aux_train = None
     if job.aux_targets:
@@ -185,20 +195,26 @@ def load_fold_data(job: FoldJob) -> FoldData:
         use = ~test_ctl if spec.drop_controls else np.ones(n_rows(X_test), dtype=bool)
         X_train = stack_rows(X_train, X_test[use])
         Y_train = np.vstack([Y_train, labels[use]])
+        if smiles_train is not None:
+            smiles_train = np.concatenate([smiles_train, smiles_test[use]])
         n_pseudo = int(use.sum())
     return FoldData(
         X_train=X_train, Y_train=Y_train, X_valid=X_valid, Y_valid=Y[is_valid], X_test=X_test,
         valid_ids=train_ids[is_valid], test_ids=test_ids, valid_is_control=train_ctl[is_valid],
         test_is_control=test_ctl, targets=target_cols, pipeline=pipeline, n_pseudo=n_pseudo, aux_train=aux_train,
+        smiles_train=smiles_train, smiles_valid=smiles_valid, smiles_test=smiles_test,
     )
 
 
-def read_keys(path: str, columns: list[str], ids: np.ndarray) -> pd.DataFrame:
-    """The string key columns (cell type, compound...) of a prepared features table, in ``ids`` order."""
+def read_keys(path: str, columns: list[str], ids: np.ndarray, model: str = "") -> pd.DataFrame:
+    """The string key columns (cell type, compound, SMILES...) of a prepared features table, in ``ids`` order."""
     present = set(io.parquet_columns(path))
     missing = [c for c in columns if c not in present]
     if missing:
-        raise ValueError(f"target_encoding: {path} has no columns {missing}; it has {sorted(present - {ID_COL})[:10]}")
+        hint = (" (a model that reads molecules needs a table source with data.table.smiles_column)"
+                if SMILES_COL in missing else "")
+        raise ValueError(f"model {model}: {path} has no columns {missing}{hint}; it has "
+                         f"{sorted(present - {ID_COL})[:10]}")
     keys = io.read_parquet(path, columns=[ID_COL, *columns])
     _check_same_ids(f"key columns of {path}", keys[ID_COL].to_numpy(), ids)
     return keys[list(columns)].astype(str).reset_index(drop=True)
@@ -234,7 +250,8 @@ def fit_context(job: FoldJob, data: FoldData, logger: logging.Logger | None = No
     spec = job.spec
     device = resolve_device(spec.device, uses_torch=model_class(spec.arch).uses_torch)
     context = FitContext(seed=job.seed, device=device, threads=job.threads,
-                         logger=logger or log, feature_names=list(data.feature_names), aux_targets=data.aux_train)
+                         logger=logger or log, feature_names=list(data.feature_names), aux_targets=data.aux_train,
+                         smiles=data.smiles_train, smiles_valid=data.smiles_valid)
     if job.init_model:
         payload = read_payload(job.init_model)
         if payload.get("arch") != spec.arch or not arch_info(spec.arch).transfer:
@@ -266,15 +283,21 @@ def fit_job(job: FoldJob, data: FoldData, logger: logging.Logger | None = None) 
     check_accepts(data.X_train, job.spec)
     # Early stopping watches treated validation rows only: controls are forced to 0 anyway.
     es_rows = ~data.valid_is_control
-    model.fit(data.X_train, data.Y_train, data.X_valid[es_rows], data.Y_valid[es_rows], context)
+    fit_ctx = context if data.smiles_valid is None else replace(context, smiles_valid=data.smiles_valid[es_rows])
+    model.fit(data.X_train, data.Y_train, data.X_valid[es_rows], data.Y_valid[es_rows], fit_ctx)
     return model, context
 
 
 def predict_rows(model: TabularModel, X: Matrix, is_control: np.ndarray, task: Task,
-                 context: FitContext | None = None) -> np.ndarray:
+                 context: FitContext | None = None, smiles: np.ndarray | None = None) -> np.ndarray:
     """A fitted job model's predictions as written to its tables (``Task.postprocess``: float32, controls
-    at 0, probabilities clipped to [0, 1]). Used for the job's OOF and test tables and by ``moastack predict``."""
+    at 0, probabilities clipped to [0, 1]). Used for the job's OOF and test tables and by ``moastack predict``.
+    ``smiles``: the rows' molecules, for an arch that reads them (given to the model through its context)."""
+    if smiles is not None:
+        context = (context or FitContext()).for_rows(smiles)
     if n_rows(X) == 0:  # a task without test rows: shape (0, t) from one dummy row (some estimators refuse 0 rows)
+        if smiles is not None:
+            context = context.for_rows(np.array(["C"], dtype=object))  # methane, the dummy row's molecule
         return np.asarray(model.predict(np.zeros((1, X.shape[1]), np.float32), context), np.float32)[:0]
     return task.postprocess(model.predict(X, context), is_control)
 
@@ -296,8 +319,8 @@ def run_fold_job(job: FoldJob, outputs: dict[str, str]) -> dict:
         data.X_train.shape[1], len(data.targets), job.threads,
     )
     model, context = fit_job(job, data)
-    oof = predict_rows(model, data.X_valid, data.valid_is_control, task, context)
-    test = predict_rows(model, data.X_test, data.test_is_control, task, context)
+    oof = predict_rows(model, data.X_valid, data.valid_is_control, task, context, data.smiles_valid)
+    test = predict_rows(model, data.X_test, data.test_is_control, task, context, data.smiles_test)
     seconds = time.perf_counter() - start
     metric, value = valid_score(job, data, oof)
     metrics = {

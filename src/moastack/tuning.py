@@ -199,7 +199,7 @@ def tuned_folds(tune_cfg: Mapping[str, Any], folds_path: str) -> list[int]:
 def fit_and_score(job: FoldJob, data: FoldData, metric: str, logger: logging.Logger | None = None) -> float:
     """Fit the job (:func:`moastack.train.fit_job`, as a train job does) and score its fold's OOF predictions."""
     model, context = fit_job(job, data, logger)
-    oof = predict_rows(model, data.X_valid, data.valid_is_control, job.spec.task, context)
+    oof = predict_rows(model, data.X_valid, data.valid_is_control, job.spec.task, context, data.smiles_valid)
     return metric_value(metric, data.Y_valid, oof)
 
 

@@ -43,7 +43,7 @@ from moastack.data.validate import MAX_EXAMPLES, InputError, _names
 
 log = logging.getLogger(__name__)
 
-SMILES_COL = "smiles"
+SMILES_COL = C.SMILES_COL
 #: what to do with one molecule (canonical SMILES) under several ids; ``merge`` is ``any_positive`` (its older name)
 DUPLICATE_POLICIES = ("refuse", "keep_first", "merge", "any_positive", "majority", "drop_conflicts")
 INVALID_SMILES_POLICIES = ("refuse", "drop")

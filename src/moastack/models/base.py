@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import pickle
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,6 +34,10 @@ class FitContext:
     ``init_state`` is a transfer source's fitted :meth:`TabularModel.state` (``init_from``);
     ``feature_map`` is the fitted DeepInsight map of the model's feature set; ``aux_targets`` are the
     training rows' labels of another target table (the model entry's ``aux_targets``, e.g. non-scored).
+
+    ``smiles`` / ``smiles_valid`` are the molecules of the rows, for an arch that reads them
+    (``Arch.molecules``; None for the others): in ``fit``, those of X's and X_valid's rows; in ``predict``,
+    ``smiles`` holds those of the predicted rows (:meth:`for_rows` gives the job's context for other rows).
     """
 
     seed: int = 0
@@ -44,6 +48,12 @@ class FitContext:
     init_state: dict[str, Any] | None = None
     feature_map: Any = None
     aux_targets: np.ndarray | None = None
+    smiles: np.ndarray | None = None
+    smiles_valid: np.ndarray | None = None
+
+    def for_rows(self, smiles: np.ndarray | None) -> FitContext:
+        """This context for predicting other rows, whose molecules are ``smiles`` (None: rows without any)."""
+        return replace(self, smiles=None if smiles is None else np.asarray(smiles, dtype=object), smiles_valid=None)
 
 
 class TabularModel(ABC):
