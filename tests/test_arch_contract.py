@@ -189,7 +189,8 @@ def test_an_arch_registered_sparse_fits_a_csr_matrix_as_its_dense_copy(arch):
     reads an absent entry as missing, not 0: it gets every cell stored)."""
     import scipy.sparse as sp
 
-    (X, Y), (Xv, Yv), (X_test, _) = easy_problem(ARCHS[arch].tasks[0], seed=3)
+    train, valid, test = easy_problem(arch, seed=3)
+    X, Y, Xv, Yv, X_test = train.X, train.Y, valid.X, valid.Y, test.X
     if arch != "xgboost":
         rng = np.random.default_rng(4)
         X, Xv, X_test = (np.where(rng.random(a.shape) < 0.33, 0.0, a).astype(np.float32) for a in (X, Xv, X_test))
