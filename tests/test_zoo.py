@@ -9,17 +9,20 @@ import pytest
 import yaml
 from conftest import ROOT, run_snakemake, write_config
 
-from moastack.archs import archs_for
+from moastack.archs import ARCHS, archs_for
 
 
 def _config(name: str) -> dict:
     return yaml.safe_load((ROOT / "configs" / name).read_text())
 
 
-def test_the_zoo_holds_every_multilabel_arch():
+def test_the_zoo_holds_every_multilabel_arch_of_profiles():
+    """Every multilabel arch that reads feature rows; those that read molecules (chemprop) need SMILES, which
+    lish-moa profiles do not have (they are in the Tox21 presets)."""
+    profile_archs = {a for a in archs_for("multilabel") if not ARCHS[a].molecules}
     for name in ("zoo.yaml", "zoo-smoke.yaml"):
         config = _config(name)
-        assert {m["arch"] for m in config["models"].values()} == set(archs_for("multilabel")), name
+        assert {m["arch"] for m in config["models"].values()} == profile_archs, name
         assert {m["folds"] for m in config["models"].values()} == {config["blend"]["folds"]}
 
 
