@@ -19,7 +19,8 @@ def run_workflow(workdir: Path, config: dict, *args: str, cores: int = 2) -> flo
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", str(cores), *args, "--quiet", "all"]
+           "--configfile", str(workdir / "config.yaml"), "--cores", str(cores), "--rerun-incomplete", *args, "--quiet",
+           "all"]  # --rerun-incomplete: a killed benchmark resumes where it stopped
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start

@@ -167,3 +167,20 @@ def test_prepare_does_not_depend_on_the_metric():
     a, b = _tox21_config(), _tox21_config()
     b["data"]["metric"] = "pr_auc"
     assert data_slice(a) == data_slice(b)
+
+
+def test_schema_offers_every_synthetic_knob_and_checks_its_type():
+    """data.synthetic takes every SyntheticSpec field (the dataclass holds the defaults), and only those."""
+    import dataclasses
+
+    from moastack.data.synthetic import SyntheticSpec
+
+    schema = yaml.safe_load((ROOT / "schema" / "config.schema.yaml").read_text())
+    offered = set(schema["properties"]["data"]["properties"]["synthetic"]["properties"])
+    assert offered == {f.name for f in dataclasses.fields(SyntheticSpec)}
+    config = _config()
+    config["data"]["synthetic"] = {**config["data"]["synthetic"], "effect_strength": 0.5, "time_scale": [0.5, 0.8, 1.0]}
+    validate_schema(config)
+    config["data"]["synthetic"]["time_scale"] = [0.5, 1.0]
+    with pytest.raises(ConfigError, match="time_scale"):
+        validate_schema(config)
