@@ -27,6 +27,12 @@ def select_target_columns(targets: pd.DataFrame, kind: str) -> list[str]:
     raise ValueError(f"unknown targets kind {kind!r}; known: {', '.join(TARGET_KINDS)}")
 
 
+#: The floor (and 1 - ceiling) of a rate predicted as a constant (the prior, a per-target model's one-class
+#: target): a target without a positive in the training rows stays off an exact 0, which log loss would
+#: charge at the metric's clip (about 34.5 per held-out positive).
+RATE_CLIP = 1e-5
+
+
 def label_rate(Y: np.ndarray) -> np.ndarray:
     """Each target's rate of positives over its labelled (non-NaN) cells; 0.5 for a target with no label.
 
@@ -34,6 +40,12 @@ def label_rate(Y: np.ndarray) -> np.ndarray:
     Y = np.asarray(Y, dtype=np.float64)
     labelled = ~np.isnan(Y)
     return np.where(labelled.any(axis=0), np.nansum(Y, axis=0) / np.maximum(labelled.sum(axis=0), 1), 0.5)
+
+
+def clipped_rate(Y: np.ndarray, clip: float = RATE_CLIP) -> np.ndarray:
+    """:func:`label_rate` kept in [clip, 1 - clip]: what a constant prediction of a target (the prior, a
+    per-target model's one-class target) is."""
+    return np.clip(label_rate(Y), clip, 1 - clip)
 
 
 def prior_logit(Y: np.ndarray, eps: float = 1e-4) -> np.ndarray:

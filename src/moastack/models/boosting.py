@@ -22,6 +22,7 @@ import numpy as np
 
 from moastack.models.base import FitContext
 from moastack.models.sklearn_models import PerTargetModel, _as_matrix, as_float32
+from moastack.targets import clipped_rate, label_rate
 
 _EPS = 1e-7
 
@@ -169,9 +170,10 @@ class XGBoostModel(PerTargetModel):
         labelled = ~np.isnan(Y)
         n_pos = np.where(labelled, Y > 0.5, False).sum(axis=0)
         n_lab = labelled.sum(axis=0)
-        rate = np.where(n_lab > 0, n_pos / np.maximum(n_lab, 1), 0.5)
+        rate = label_rate(Y)
         one_class = (n_pos == 0) | (n_pos == n_lab)
-        self.constant_ = np.where(one_class, rate, np.nan).astype(np.float32)
+        # a one-class target at its rate, kept off an exact 0 or 1 as the prior keeps it
+        self.constant_ = np.where(one_class, clipped_rate(Y), np.nan).astype(np.float32)
         for j in np.flatnonzero(one_class):
             context.logger.info("xgboost: target %d has one class in training; predicting %.3f", j, rate[j])
         # boosting starts from each target's rate (kept off 0 and 1), given as a per-row base margin

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from moastack.models.base import FitContext, TabularModel
+from moastack.targets import clipped_rate
 
 
 class MLKNNModel(TabularModel):
@@ -87,7 +88,7 @@ class MLKNNModel(TabularModel):
         self.likelihood1_ = (s + c1) / (s * (k + 1) + c1.sum(axis=1, keepdims=True))
         self.likelihood0_ = (s + c0) / (s * (k + 1) + c0.sum(axis=1, keepdims=True))
         one_class = (n_pos == 0) | (n_pos == n_lab)
-        self.constant_ = np.where(one_class, np.where(n_lab > 0, n_pos / np.maximum(n_lab, 1), 0.5), np.nan)
+        self.constant_ = np.where(one_class, clipped_rate(Y), np.nan)  # the prior's constant
         for j in np.flatnonzero(one_class):
             context.logger.info("mlknn: target %d has one class in training; predicting %.3f", j, self.constant_[j])
         self.k_ = k

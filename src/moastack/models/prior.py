@@ -10,17 +10,17 @@ from typing import Any
 import numpy as np
 
 from moastack.models.base import FitContext, TabularModel
-from moastack.targets import label_rate
+from moastack.targets import RATE_CLIP, clipped_rate
 
 
 class PriorModel(TabularModel):
     arch = "prior"
-    defaults = {"clip": 1e-5}  # keeps a target without a positive off an exact 0
+    defaults = {"clip": RATE_CLIP}
 
     def fit(self, X, Y, X_valid, Y_valid, context: FitContext) -> PriorModel:
         clip = float(self.param("clip"))
         # over labelled cells only (Tox21 has gaps); a target with no label at all gets 0.5
-        self.prior_ = np.clip(label_rate(Y), clip, 1 - clip).astype(np.float32)
+        self.prior_ = clipped_rate(Y, clip).astype(np.float32)
         return self
 
     def predict(self, X, context: FitContext | None = None) -> np.ndarray:

@@ -17,10 +17,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from moastack.models.base import FitContext, TabularModel
+from moastack.targets import clipped_rate
 
 
 class PerTargetModel(TabularModel):
-    """One estimator per target on its labelled rows, a constant (the rate) where they hold one class.
+    """One estimator per target on its labelled rows, a constant (the rate, clipped as the prior clips it)
+    where they hold one class.
 
     Subclasses write :meth:`fit_target` (return the fitted estimator, or None to fall back to the
     rate) and :meth:`predict_target`; :meth:`encode_estimator`/:meth:`decode_estimator` turn an
@@ -77,8 +79,8 @@ class PerTargetModel(TabularModel):
                 # fully labelled: the same X object for every target (a subclass may cache work on it)
                 x = X if labelled.all() else X[labelled]
                 estimator = self.fit_target(j, x, (y > 0.5).astype(np.int8), xv, yv, context)
-            if estimator is None:
-                self.constant_[j] = float(y.mean()) if y.size else 0.5
+            if estimator is None:  # the prior's rate, kept off an exact 0 or 1 as the prior keeps it
+                self.constant_[j] = clipped_rate(y[:, None])[0]
             self.estimators_.append(estimator)
         return self
 
