@@ -181,6 +181,25 @@ def test_onehot_categories_fixed_even_if_absent(train):
         step.transform(train.assign(cp_time=12))
 
 
+def test_ordinal_codes_cp_time_and_cp_dose_by_fixed_position(train):
+    """ordinal: cp_time 24/48/72 -> 0/1/2 and cp_dose D1/D2 -> 0/1 (the winners' TabNet mapping), float columns
+    named cp_*_code that the feature set keeps and ``all``-block steps leave alone."""
+    from moastack.features import build_feature_set
+    from moastack.features.transformers import Ordinal
+
+    step = Ordinal().fit(train.assign(cp_time=24))  # categories are fixed, not learned
+    out = step.transform(train)
+    assert list(out.columns[-2:]) == ["cp_time_code", "cp_dose_code"] and (out[step.names_out_].dtypes == np.float32).all()
+    np.testing.assert_array_equal(out["cp_time_code"], train["cp_time"].map({24: 0, 48: 1, 72: 2}).astype(np.float32))
+    np.testing.assert_array_equal(out["cp_dose_code"], train["cp_dose"].map({"D1": 0, "D2": 1}).astype(np.float32))
+    assert "cp_time_code" not in Standardize("all").fit(out).columns_
+    with pytest.raises(ValueError, match="ordinal: cp_dose has values outside"):
+        step.transform(train.assign(cp_dose="D3"))
+    _, tr, _ = build_feature_set({"fit_on": "train", "steps": [{"name": "ordinal"}, {"name": "onehot"}]}, train, train)
+    assert list(tr.columns) == [ID_COL, *GENE_COLS, *CELL_COLS, "cp_time_code", "cp_dose_code", "cp_time_24",
+                                "cp_time_48", "cp_time_72", "cp_dose_D1", "cp_dose_D2"]
+
+
 def test_variance_selector_drops_constant_column(train, test):
     constant = train.assign(**{"g-5": np.float32(1.0), "c-7": np.float32(0.0)})
     step = VarianceSelector(threshold=0.0, blocks=["genes", "cells"]).fit(constant)

@@ -176,3 +176,24 @@ def test_row_robust_center_by_hand():
     center = (np.quantile(c, 0.25) + np.quantile(c, 0.72)) / 2
     scale = np.quantile(np.abs(c), 0.75) + 4.0
     np.testing.assert_allclose(out[[f"c-{i}" for i in range(4)]].to_numpy(), (c - center) / scale, rtol=1e-6)
+
+
+def test_ttest_copy_keeps_every_column_and_appends_the_selected_ones():
+    """copy: true (the winners' ResNet input 2): nothing dropped, the plain step's picks appended as tt_*."""
+    X, Y, _ = fold_data()
+    plain = TTestSelect(quantile=0.25).fit(X, Y, names())
+    step = TTestSelect(quantile=0.25, copy=True).fit(X, Y, names())
+    picked = [n for n in plain.names_out_ if n.startswith(("g-", "c-"))]
+    assert step.names_out_ == names() + [f"tt_{n}" for n in picked]
+    out = step.transform(X)
+    assert out.shape == (len(X), len(names()) + len(picked))
+    np.testing.assert_array_equal(out[:, : len(names())], X)
+    np.testing.assert_array_equal(out[:, len(names()):], X[:, [names().index(n) for n in picked]])
+    # in a fold pipeline after standardize, the copies are the standardised columns
+    steps = build_fold_steps([{"name": "standardize"}, {"name": "ttest_select", "quantile": 0.5, "copy": True}])
+    final = fit_fold_steps(steps, X, Y, names())
+    Z = apply_fold_steps(steps, X)
+    for name in [n for n in final if n.startswith("tt_")]:
+        np.testing.assert_array_equal(Z[:, final.index(name)], Z[:, final.index(name[3:])])
+    with pytest.raises(ValueError, match="copy"):
+        TTestSelect(copy="yes")

@@ -11,6 +11,7 @@ from moastack.models.prior import PriorModel
 from moastack.models.registry import build_model, load_model, model_class, read_payload
 from moastack.models.resnet import ResNet2H, TwoHeadResNetModule, split_blocks
 from moastack.models.tabnet import TabNetModel
+from moastack.targets import prior_logit
 
 # --------------------------------------------------------------------------- data
 
@@ -108,6 +109,76 @@ def test_tabnet_small_data_masks_and_params(data):
         TabNetModel(scheduler="onecycle")
     defaults = TabNetModel.defaults
     assert defaults["n_d"] == 32 and defaults["mask_type"] == "entmax" and defaults["gamma"] == 0.9
+
+
+def _coded(X: np.ndarray, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """X with two integer-code columns in front (as the ordinal step's cp_time_code 0..2, cp_dose_code 0..1)."""
+    rng = np.random.default_rng(seed)
+    codes = np.column_stack([rng.integers(0, 3, len(X)), rng.integers(0, 2, len(X))]).astype(np.float32)
+    return np.hstack([codes, X]), ["cp_time_code", "cp_dose_code", *[f"g-{i}" for i in range(X.shape[1])]]
+
+
+def test_tabnet_embeds_categorical_columns_as_pytorch_tabnet_does(tmp_path, data):
+    """cat_columns/cat_dims/cat_emb_dim: the named code columns get pytorch-tabnet's embeddings (the winners'
+    cat_idxs [0, 1], cat_dims [3, 2], cat_emb_dim 1), found by name wherever they are; saved and reloaded."""
+    Xtr, Ytr, Xva, Yva, Xte, _ = data
+    (Xtr, names), (Xva, _), (Xte, _) = _coded(Xtr, 0), _coded(Xva, 1), _coded(Xte, 2)
+    names_ctx = ctx()
+    names_ctx.feature_names = names
+    params = {**TABNET_SMALL, "max_epochs": 2, "cat_columns": ["cp_dose_code", "cp_time_code"],
+              "cat_dims": [2, 3], "cat_emb_dim": [1, 2]}
+    m = TabNetModel(**params).fit(Xtr, Ytr, Xva, Yva, names_ctx)
+    embedder = m.module_.network.embedder
+    assert m.cat_idxs_ == [1, 0] and not embedder.skip_embedding
+    assert [(e.num_embeddings, e.embedding_dim) for e in embedder.embeddings] == [(3, 2), (2, 1)]  # column order
+    assert m.module_.network.post_embed_dim == Xtr.shape[1] + 1
+    x = torch.as_tensor(Xte[:50])
+    with torch.no_grad():
+        assert torch.equal(m.module_.embed(x), embedder(x))  # the fast path is pytorch-tabnet's own forward
+    probs = m.predict(Xte)
+    assert probs.shape == (len(Xte), Ytr.shape[1]) and np.isfinite(probs).all()
+    m.save(tmp_path / "tabnet.pt")
+    np.testing.assert_array_equal(load_model(tmp_path / "tabnet.pt").predict(Xte), probs)
+    bad = Xtr.copy()
+    bad[0, 0] = 3  # a cp_time code out of range
+    with pytest.raises(ValueError, match="integer codes 0..2"):
+        TabNetModel(**params).fit(bad, Ytr, None, None, names_ctx)
+    unnamed = ctx()
+    unnamed.feature_names = names[2:] + ["a", "b"]
+    with pytest.raises(ValueError, match="not among the model's input columns"):
+        TabNetModel(**params).fit(Xtr, Ytr, None, None, unnamed)
+    for bad_params in ({"cat_dims": [2]}, {"cat_dims": [2, 1]}, {"cat_emb_dim": [1]}, {"cat_emb_dim": 0}):
+        with pytest.raises(ValueError, match="cat_"):
+            TabNetModel(**{**params, **bad_params})
+    assert TabNetModel.defaults["cat_columns"] == [] and TabNetModel.defaults["cat_emb_dim"] == 1
+
+
+def test_tabnet_multistep_lr_is_times_step_factor_after_each_milestone():
+    """scheduler multistep with the winners' milestones [100, 150] and factor 0.9: the 101st epoch runs at
+    lr × 0.9 (MultiStepLR stepped per epoch, as pytorch-tabnet's LRSchedulerCallback)."""
+    X, Y = planted(n=64, p=6, t=3, seed=2)
+    params = {"n_d": 4, "n_a": 4, "batch_size": 64, "virtual_batch_size": 32, "max_epochs": 101, "patience": 200,
+              "lr": 0.02, "scheduler": "multistep", "milestones": [100, 150], "step_factor": 0.9}
+    h = TabNetModel(**params).fit(X, Y, None, None, ctx()).history_
+    assert len(h) == 101 and h[0]["lr"] == h[99]["lr"] == pytest.approx(0.02)
+    assert h[100]["lr"] == pytest.approx(0.018)
+    with pytest.raises(ValueError, match="milestones"):
+        TabNetModel(scheduler="multistep")
+
+
+def test_tabnet_monitor_and_prior_logit_opt_out(data):
+    """monitor smoothed_bce: the history's validation loss (and the restored epoch) is the BCE on the smoothed
+    labels; init_output_bias false: no prior logit added to the outputs (pytorch-tabnet's plain head)."""
+    Xtr, Ytr, Xva, Yva, _, _ = data
+    params = {**TABNET_SMALL, "max_epochs": 2, "label_smoothing": 0.01, "monitor": "smoothed_bce"}
+    m = TabNetModel(**params, init_output_bias=False).fit(Xtr, Ytr, Xva, Yva, ctx())
+    assert not m.module_.offset.any()
+    logits = torch.logit(torch.as_tensor(m.predict(Xva), dtype=torch.float64)).float()
+    smoothed = torch.as_tensor(Yva) * (1 - 0.01) + 0.005
+    best = min(r["valid_loss"] for r in m.history_)
+    assert torch.nn.functional.binary_cross_entropy_with_logits(logits, smoothed).item() == pytest.approx(best, rel=1e-3)
+    on = TabNetModel(**{**params, "max_epochs": 1}).fit(Xtr, Ytr, None, None, ctx())
+    np.testing.assert_allclose(on.module_.offset.numpy(), prior_logit(Ytr), rtol=1e-5)
 
 
 # --------------------------------------------------------------------------- 2-heads ResNet
@@ -285,3 +356,60 @@ def test_registry_has_the_new_archs():
     assert model_class("tabnet") is TabNetModel and model_class("resnet2h") is ResNet2H
     assert isinstance(build_model("resnet2h", {"epochs": 3}), ResNet2H)
     assert isinstance(build_model("tabnet", {"max_epochs": 3}), TabNetModel)
+
+
+# --------------------------------------------------------------------------- resnet2h: the Keras graph
+
+
+def test_concat_layout_keras_batchnorm_and_init(data):
+    """layout concat (the winners' Keras graph), bn_momentum/bn_eps and init keras, fitted on tiny data."""
+    from moastack.models.resnet import ConcatResNetModule
+
+    Xtr, Ytr, Xva, Yva, Xte, _ = data
+    params = {"layout": "concat", "bn_momentum": 0.01, "bn_eps": 1e-3, "init": "keras", "epochs": 2,
+              "init_output_bias": False}
+    m = ResNet2H(**params).fit(Xtr, Ytr, Xva, Yva, rctx(0))
+    assert isinstance(m.module_, ConcatResNetModule) and len(m.history_) == 2
+    assert np.isfinite(m.predict(Xte)).all()
+    bns = [x for x in m.module_.modules() if isinstance(x, torch.nn.BatchNorm1d)]
+    assert {(b.momentum, b.eps) for b in bns} == {(0.01, 1e-3)}
+    # the BatchNorm running mean moved 1% per batch towards the batch means, as Keras' momentum 0.99
+    fresh = ResNet2H(**params)
+    fresh.a_idx_, fresh.b_idx_ = m.a_idx_, m.b_idx_
+    module = fresh.build_module(P, 6)
+    bn = module.head_a[0]
+    x = torch.as_tensor(Xtr[:64])
+    module.train()
+    module(x)
+    expected = 0.01 * x.index_select(1, module.a_idx).mean(0)
+    torch.testing.assert_close(bn.running_mean, expected, rtol=1e-4, atol=1e-6)
+    # keras init: zero biases, Glorot-uniform bounds, LeCun-normal (truncated at 2 std) before SELU
+    linears = {n: x for n, x in module.named_modules() if isinstance(x, torch.nn.Linear)}
+    assert all(torch.count_nonzero(x.bias) == 0 for x in linears.values())
+    w = linears["head_b.1.1"].weight
+    assert w.abs().max() <= (6 / (w.shape[0] + w.shape[1])) ** 0.5
+    selu = linears["tail.1"].weight.detach()
+    std = (1 / selu.shape[1]) ** 0.5 / 0.87962566103423978
+    assert selu.abs().max() <= 2 * std + 1e-6 and abs(float(selu.std()) - 0.88 * std) < 0.1 * std
+    # the default (torch) init and BatchNorm are untouched
+    plain = ResNet2H().build_module(10, 3)
+    assert {(b.momentum, b.eps) for b in plain.modules() if isinstance(b, torch.nn.BatchNorm1d)} == {(0.1, 1e-5)}
+    assert any(torch.count_nonzero(x.bias) for x in plain.modules() if isinstance(x, torch.nn.Linear))
+    for bad in ({"layout": "dense"}, {"init": "glorot"}, {"bn_momentum": 1.5}, {"phase2a_lr_div": 0}):
+        with pytest.raises(ValueError):
+            ResNet2H(**bad)
+
+
+def test_concat_layout_transfers_with_everything_trainable(data):
+    """The winners' second fit: a new output head on the phase-1 body, every part trained at the full lr."""
+    Xtr, Ytr, Xva, Yva, _, _ = data
+    _, Y1 = planted(n=1500, p=P, t=9, seed=1)
+    params = {"layout": "concat", "epochs": 2}
+    p1 = ResNet2H(**params).fit(Xtr, Y1[:1000], Xva, Y1[1000:1250], rctx(0))
+    m = ResNet2H(**params, transfer_trainable=["head_a", "head_b", "tail", "output"], phase2a_lr_div=1.0,
+                 phase2b_epochs=0).fit(Xtr, Ytr, Xva, Yva, rctx(0, init=p1.state()))
+    before, after = p1.state()["module"], m.state()["module"]
+    assert [r["phase"] for r in m.history_] == ["2a", "2a"] and m.history_[0]["lr"] == pytest.approx(1e-3)
+    for key in ("head_a.2.weight", "head_b.0.2.weight", "head_b.3.1.weight", "tail.4.weight"):
+        assert after[key].shape == before[key].shape and not torch.equal(after[key], before[key]), key
+    assert after["output.1.weight"].shape == (6, 206) and before["output.1.weight"].shape == (9, 206)

@@ -41,7 +41,7 @@ def test_jobs_equal_a_dry_run_of_the_smoke_config(tmp_path):
 
 def test_winner_preset_plans_the_readme_job_counts():
     counts = job_counts(plan_jobs(load_config(ROOT / "configs" / "winner.yaml")))
-    assert counts == {"prepare": 1, "folds": 3, "features": 7, "feature_map": 2, "train": 395, "collect": 11,
+    assert counts == {"prepare": 1, "folds": 3, "features": 7, "feature_map": 2, "train": 375, "collect": 11,
                       "blend": 1, "submission": 1, "report": 1}
 
 

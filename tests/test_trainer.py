@@ -288,3 +288,74 @@ def test_init_output_bias_is_an_opt_in_the_exact_presets_turn_off(data):
     np.testing.assert_allclose(on, prior_logit(Ytr), atol=1e-3)
     np.testing.assert_allclose(off, untouched, atol=1e-6)
     assert np.abs(off - on).max() > 1.0
+
+
+def test_multistep_scheduler_multiplies_the_lr_after_each_milestone(data):
+    """scheduler multistep (pytorch-tabnet's MultiStepLR as the winners' TabNet used it): stepped per epoch,
+    the lr of epoch e + 1 is lr × step_factor^(milestones <= e)."""
+    Xtr, Ytr, *_ = data
+    module = build_mlp(Xtr.shape[1], Ytr.shape[1], [8])
+    cfg = TrainConfig(epochs=5, batch_size=100, scheduler="multistep", milestones=[2, 4], step_factor=0.5,
+                      lr=0.1, patience=None)
+    assert cfg.milestones == (2, 4)
+    history = fit_module(module, Xtr[:200], Ytr[:200], None, None, cfg, ctx())
+    assert [r["lr"] for r in history] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
+    for bad in (None, [], [3, 2], [0, 2], [1.5]):
+        with pytest.raises(ValueError, match="milestones"):
+            TrainConfig(scheduler="multistep", milestones=bad)
+    with pytest.raises(ValueError, match="step_factor"):
+        TrainConfig(scheduler="multistep", milestones=[2], step_factor=0.0)
+
+
+def test_monitor_smoothed_bce_scores_validation_on_the_smoothed_labels(data):
+    """monitor: smoothed_bce puts the validation rows' BCE against their smoothed, clipped labels (the training
+    loss on them) in the history, and early stopping watches it; bce (the default) the 0/1 labels."""
+    Xtr, Ytr, Xva, Yva = data[0][:200], data[1][:200], data[2], data[3]
+    smooth, clip = 0.05, (0.01, 0.99)
+    runs = {}
+    for monitor in ("bce", "smoothed_bce"):
+        torch.manual_seed(0)
+        module = build_mlp(Xtr.shape[1], Ytr.shape[1], [8])
+        cfg = TrainConfig(epochs=2, batch_size=100, scheduler="none", label_smoothing=smooth, target_clip=clip,
+                          monitor=monitor, patience=None)
+        history = fit_module(module, Xtr, Ytr, Xva, Yva, cfg, ctx())
+        logits = torch.as_tensor(predict_module(module, Xva, ctx(), sigmoid=False))
+        runs[monitor] = (history, logits)
+    plain = bce_with_logits(runs["bce"][1], torch.as_tensor(Yva)).item()
+    smoothed_y = smooth_targets(torch.as_tensor(Yva), smooth, clip)
+    smoothed = bce_with_logits(runs["smoothed_bce"][1], smoothed_y).item()
+    assert min(r["valid_loss"] for r in runs["bce"][0]) == pytest.approx(plain, rel=1e-5)
+    assert min(r["valid_loss"] for r in runs["smoothed_bce"][0]) == pytest.approx(smoothed, rel=1e-5)
+    assert [r["train_loss"] for r in runs["bce"][0]] == [r["train_loss"] for r in runs["smoothed_bce"][0]]
+    with pytest.raises(ValueError, match="monitor"):
+        TrainConfig(monitor="auc")
+
+
+def test_adam_eps_and_keras_style_plateau_threshold():
+    """adam_eps reaches the optimizer; plateau_threshold_mode abs (Keras' min_delta) cuts the lr after small
+    relative gains that torch's default (rel 1e-4) counts as improvements, and plateau_patience p waits
+    p + 1 stale epochs (Keras' patience p + 1)."""
+    from moastack.models.trainer import TrainConfig, make_optimizer, make_scheduler
+
+    module = torch.nn.Linear(3, 2)
+    cfg = TrainConfig(adam_eps=1e-7, lr=1e-3, scheduler="plateau", plateau_patience=1)
+    assert make_optimizer(module, cfg).param_groups[0]["eps"] == 1e-7
+    assert make_optimizer(module, TrainConfig()).param_groups[0]["eps"] == 1e-8  # torch's default kept
+
+    def lrs(**kw):
+        c = TrainConfig(lr=1e-3, scheduler="plateau", plateau_patience=1, **kw)
+        opt = make_optimizer(torch.nn.Linear(3, 2), c)
+        sched, per_batch = make_scheduler(opt, c, 1)
+        out = []
+        for loss in (0.02, 0.01999, 0.01998, 0.01997, 0.01996):  # gains of 1e-5: 5e-4 relative
+            sched.step(loss)
+            out.append(opt.param_groups[0]["lr"])
+        return per_batch, out
+
+    assert lrs() == (False, [1e-3] * 5)
+    _, keras = lrs(plateau_threshold=1e-4, plateau_threshold_mode="abs")
+    assert keras == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4])
+    with pytest.raises(ValueError, match="plateau_threshold_mode"):
+        TrainConfig(plateau_threshold_mode="keras")
+    with pytest.raises(ValueError, match="adam_eps"):
+        TrainConfig(adam_eps=0.0)

@@ -220,6 +220,8 @@ def feature_set_width(spec: dict, sizes: Sizes) -> int:
             width += len(step.get("stats", ["mean", "std", "skew", "kurtosis"])) * len(step.get("blocks", ["genes", "cells"]))
         elif name == "onehot":
             width += N_ONEHOT
+        elif name == "ordinal":
+            width += 2  # cp_time_code, cp_dose_code
         elif name == "morgan":
             width += int(step.get("n_bits", 2048))
     return width
@@ -239,7 +241,7 @@ def _block_width(step: dict, sizes: Sizes) -> int:
 #: variance_threshold (the rate is fitted on them); umap, factor_analysis and kmeans never ran in a
 #: calibration run, so the winner preset's feature jobs are the least certain figures of the plan.
 STEP_WEIGHT = {
-    "rankgauss": 1.0, "pca": 0.3, "row_stats": 0.2, "onehot": 0.0, "variance_threshold": 0.05,
+    "rankgauss": 1.0, "pca": 0.3, "row_stats": 0.2, "onehot": 0.0, "ordinal": 0.0, "variance_threshold": 0.05,
     "standardize": 0.05, "umap": 6.0, "factor_analysis": 3.0, "kmeans": 1.0, "morgan": 0.5,
     "rdkit_descriptors": 2.0,
 }
@@ -268,7 +270,8 @@ def model_input_width(config: dict, name: str, sizes: Sizes) -> int:
     width = feature_set_width(config["features"][m["features"]], sizes) + meta
     for step in m.get("fold_steps", []):
         if step["name"] == "ttest_select":
-            width = max(1, round(width * float(step.get("quantile", 0.25)) + 0.1 * width))
+            q = float(step.get("quantile", 0.25))
+            width = width + round(width * q) if step.get("copy") else max(1, round(width * q + 0.1 * width))
     return width
 
 
@@ -291,6 +294,11 @@ def macs_per_row(arch: str, params: dict, n_in: int, n_out: int) -> float:
         a = [int(h) for h in params.get("head_a_hidden", [512, 256])]
         b = [int(h) for h in params.get("head_b_hidden", [512, 512, 256, 256])]
         t = [int(h) for h in params.get("tail_hidden", [256])]
+        if params.get("layout") == "concat":  # the winners' graph, fixed widths; input 2 ~ a third of the columns
+            n_b = n_in // 3
+            w = a[-1]
+            return (mlp_macs(n_in - n_b, a[:-1], w) + (w + n_b) * 512 + (w + n_b + 512) * 512 + 512 * 256
+                    + 768 * 256 + 1024 * 256 + (w + 768) * 256 + 256 * 206 + 206 * n_out)
         n_a = max(1, n_in // 10)
         return mlp_macs(n_a, a[:-1], a[-1]) + mlp_macs(n_in + a[-1], b[:-1], b[-1]) + mlp_macs(b[-1], t, n_out)
     if arch == "tabnet":

@@ -74,16 +74,25 @@ class TTestSelect(FoldStep):
     that have none; the columns whose p-value is strictly below the ``quantile`` quantile of those
     p-values are kept. Columns outside ``blocks`` pass through untouched, in their original order.
     A constant column (NaN p-value) is never kept. Missing labels (NaN) count as negatives.
+
+    ``copy: true`` drops nothing: every column passes through and the selected ones are appended again
+    as ``tt_<name>`` (the winners' 2-heads ResNet fed all g-/c- columns to one input and a t-test-selected
+    copy of some of them to the other).
     """
 
     step_name = "ttest_select"
-    defaults: ClassVar[dict[str, Any]] = {"quantile": 0.25, "blocks": ("g-", "c-")}
+    defaults: ClassVar[dict[str, Any]] = {"quantile": 0.25, "blocks": ("g-", "c-"), "copy": False}
 
-    def __init__(self, quantile: float = 0.25, blocks: Sequence[str] | str = ("g-", "c-")) -> None:
+    def __init__(
+        self, quantile: float = 0.25, blocks: Sequence[str] | str = ("g-", "c-"), copy: bool = False
+    ) -> None:
         if not 0.0 < float(quantile) <= 1.0:
             raise ValueError(f"ttest_select: quantile must be in (0, 1], got {quantile}")
+        if not isinstance(copy, bool):
+            raise ValueError(f"ttest_select: copy must be true or false, got {copy!r}")
         self.quantile = float(quantile)
         self.blocks = (blocks,) if isinstance(blocks, str) else tuple(blocks)
+        self.copy = copy
 
     def fit(self, X: np.ndarray, Y: np.ndarray | None, names: Sequence[str]) -> TTestSelect:
         from scipy.stats import ttest_ind
@@ -111,8 +120,13 @@ class TTestSelect(FoldStep):
         self.p_values_ = dict(zip([self.names_in_[i] for i in cols], p.tolist()))
         self.threshold_ = float(threshold)
         self.n_positive_rows_ = int(any_moa.sum())
-        self.keep_ = np.flatnonzero(keep)
-        self.names_out_ = [self.names_in_[i] for i in self.keep_]
+        if self.copy:  # everything, then the selected tested columns again
+            selected = cols[keep[cols]]
+            self.keep_ = np.concatenate([np.arange(len(self.names_in_)), selected])
+            self.names_out_ = list(self.names_in_) + [f"tt_{self.names_in_[i]}" for i in selected]
+        else:
+            self.keep_ = np.flatnonzero(keep)
+            self.names_out_ = [self.names_in_[i] for i in self.keep_]
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:

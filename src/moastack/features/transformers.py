@@ -370,7 +370,9 @@ class OneHot(FeatureStep):
         self.names_out_ = [f"{col}_{v}" for col, values in self.categories_.items() for v in values]
         return self
 
-    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+    def indicators(self, X: pd.DataFrame, step: str) -> list[np.ndarray]:
+        """Per categorical column, its rows' indicators over the fixed categories (n × categories, bool);
+        a value outside them is an error naming ``step``, the column and a few of the values."""
         check_is_fitted(self, "categories_")
         blocks = []
         for col, values in self.categories_.items():
@@ -379,9 +381,33 @@ class OneHot(FeatureStep):
             bad = ~hot.any(axis=1)
             if bad.any():
                 odd = pd.unique(raw[bad])[:5].tolist()
-                raise ValueError(f"onehot: {col} has values outside {values}: {odd}")
+                raise ValueError(f"{step}: {col} has values outside {values}: {odd}")
             blocks.append(hot)
+        return blocks
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        blocks = self.indicators(X, "onehot")  # checks fitted first
         return add_columns(X, self.names_out_, np.hstack(blocks))
+
+
+@register("ordinal")
+class Ordinal(OneHot):
+    """Append ``cp_time_code`` (24/48/72 → 0/1/2) and ``cp_dose_code`` (D1/D2 → 0/1): each category's position
+    in the fixed categories, as float columns holding integer codes; the raw ``cp_*`` columns stay.
+
+    For a model that embeds categories itself (``tabnet``'s ``cat_columns``: the winners' TabNet took cp_time
+    and cp_dose so, as pytorch-tabnet ``cat_idxs``). Named ``cp_*`` so that ``all``-block steps (standardize,
+    variance_threshold) leave them alone, as they leave the one-hots. An unknown value is an error.
+    """
+
+    def fit(self, X: pd.DataFrame, y: None = None) -> Ordinal:
+        super().fit(X)
+        self.names_out_ = [f"{col}_code" for col in self.categories_]
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        codes = [hot.argmax(axis=1) for hot in self.indicators(X, "ordinal")]
+        return add_columns(X, self.names_out_, np.column_stack(codes))
 
 
 @register("variance_threshold")

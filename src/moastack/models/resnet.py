@@ -18,6 +18,22 @@ Layout (the public Keras "2heads-ResNet" the winners started from)::
 h_a enters head B (a skip connection into the residual block) and is averaged with its output.
 Without feature names, or with no column matching block A, the model is a plain head B → tail.
 
+``layout: concat`` is instead the graph of the winners' training script (``2heads-ResNest-train.py``,
+lines 293-346), with fixed widths (``head_a_*`` still shape head A)::
+
+    h_a = head_a(A)                                     BN → Dropout .2 → 512 ELU → BN → 256 ELU
+    a1  = [BN → Dropout .3 → 512 ReLU](h_a, B)
+    a2  = [BN → 512 ELU → BN → 256 ReLU](h_a, B, a1)
+    a3  = [BN → 256 ELU](a1, a2)
+    a3_ = [BN → 256 ReLU](a1, a2, a3)
+    t   = [BN → 256 SELU → BN → 206 SELU](h_a, a2, a3, a3_)      (the ``tail``; 206 in every phase)
+    out = [BN → Dense n_targets](t)                               (the ``output``; logits)
+
+where (x, y, ...) is a concatenation. ``bn_momentum`` / ``bn_eps`` set every BatchNorm (torch's
+convention: Keras' momentum 0.99 is torch's 0.01, Keras' epsilon 1e-3), and ``init: keras`` draws
+the Linear layers as Keras does (Glorot-uniform weights, zero biases; the layers followed by SELU
+LeCun-normal, as the script's ``kernel_initializer=lecun_normal``).
+
 Training (REFERENCE.md): Adam lr 1e-3, batch 128, ReduceLROnPlateau(0.5, patience 4), early stopping
 patience 10 (min delta 1e-5), label smoothing 5e-4, on the non-scored targets (phase 1).
 
@@ -65,6 +81,10 @@ def _as_list(value: Any, n: int, name: str) -> list:
     if not values:
         raise ValueError(f"resnet2h: {name} is an empty list")
     return [values[i % len(values)] for i in range(n)]
+
+
+LAYOUTS = ("average", "concat")
+INITS = ("torch", "keras")
 
 
 def dense_block(
@@ -165,6 +185,81 @@ class TwoHeadResNetModule(nn.Module):
         return self
 
 
+class ConcatResNetModule(TwoHeadResNetModule):
+    """The winners' Keras graph (``layout: concat``): dense blocks fed by concatenations of earlier outputs.
+
+    Its parts for transfer/freezing: ``head_a``, ``head_b`` (a1, a2, a3, a3_), ``tail`` (the SELU block),
+    ``output``."""
+
+    def __init__(
+        self,
+        a_idx: Sequence[int],
+        b_idx: Sequence[int],
+        n_out: int,
+        head_a_hidden: Sequence[int] = (512, 256),
+        head_a_dropout: float | Sequence[float] = (0.2, 0.0),
+        head_a_activation: str | Sequence[str] = "elu",
+        output_dropout: float = 0.0,
+        **_: Any,
+    ) -> None:
+        nn.Module.__init__(self)
+        self.register_buffer("a_idx", torch.as_tensor(list(a_idx), dtype=torch.long))
+        self.register_buffer("b_idx", torch.as_tensor(list(b_idx), dtype=torch.long))
+        n_a, n_b = len(a_idx), len(b_idx)
+        if n_a == 0 or n_b == 0:
+            raise ValueError("resnet2h layout concat: needs columns in both blocks (head_a_patterns and the rest)")
+        self.head_a, w_a = dense_block(n_a, head_a_hidden, head_a_dropout, head_a_activation)
+        a1, w1 = dense_block(w_a + n_b, [512], 0.3, "relu")
+        a2, w2 = dense_block(w_a + n_b + w1, [512, 256], 0.0, ["elu", "relu"])
+        a3, w3 = dense_block(w1 + w2, [256], 0.0, "elu")
+        a3_, w3_ = dense_block(w1 + w2 + w3, [256], 0.0, "relu")
+        self.head_b = nn.ModuleList([a1, a2, a3, a3_])
+        self.tail, width = dense_block(w_a + w2 + w3 + w3_, [256, 206], 0.0, "selu")
+        out: list[nn.Module] = [nn.BatchNorm1d(width)]
+        if output_dropout > 0:
+            out.append(FastDropout(output_dropout))
+        out.append(nn.Linear(width, int(n_out)))
+        self.output = nn.Sequential(*out)
+        self.frozen_parts = ()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xb = x.index_select(1, self.b_idx)
+        ha = self.head_a(x.index_select(1, self.a_idx))
+        b1, b2, b3, b3_ = self.head_b
+        h1 = b1(torch.cat([ha, xb], dim=1))
+        h2 = b2(torch.cat([ha, xb, h1], dim=1))
+        h3 = b3(torch.cat([h1, h2], dim=1))
+        h3_ = b3_(torch.cat([h1, h2, h3], dim=1))
+        return self.output(self.tail(torch.cat([ha, h2, h3, h3_], dim=1)))
+
+
+def set_batchnorm(module: nn.Module, momentum: float, eps: float) -> None:
+    """Every BatchNorm's running-statistics momentum (torch's convention) and epsilon."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum, m.eps = float(momentum), float(eps)
+
+
+@torch.no_grad()
+def keras_init(module: nn.Module) -> None:
+    """Keras' Dense defaults: Glorot-uniform weights and zero biases; a Linear followed by SELU
+    LeCun-normal (Keras' truncated normal: std sqrt(1/fan_in) / 0.8796, cut at two std)."""
+    for block in module.modules():
+        if not isinstance(block, nn.Sequential):
+            continue
+        layers = list(block)
+        for i, m in enumerate(layers):
+            if not isinstance(m, nn.Linear):
+                continue
+            if i + 1 < len(layers) and isinstance(layers[i + 1], nn.SELU):
+                std = (1.0 / m.in_features) ** 0.5 / 0.87962566103423978
+                nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+            else:
+                nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def split_blocks(names: Sequence[str] | None, n_in: int, patterns: Sequence[str]) -> tuple[list[int], list[int]]:
     """Column indices of block A (names matching a glob in ``patterns``) and block B (the rest)."""
     if names is None:
@@ -192,6 +287,10 @@ class ResNet2H(TorchTabularModel):
         "tail_hidden": [256],
         "tail_activation": "selu",
         "output_dropout": 0.0,
+        "layout": "average",  # average: the module above | concat: the winners' Keras graph (fixed widths)
+        "bn_momentum": 0.1,  # every BatchNorm, torch's convention (Keras' 0.99 = 0.01 here)
+        "bn_eps": 1e-5,  # Keras' 1e-3
+        "init": "torch",  # torch: nn.Linear's default | keras: Glorot-uniform, zero bias, LeCun-normal before SELU
         # transfer (used only when the fit context carries init_state)
         "transfer_trainable": ["tail", "output"],  # parts trained in phase 2a; the rest stays frozen
         "phase2a_lr_div": 3.0,
@@ -221,6 +320,18 @@ class ResNet2H(TorchTabularModel):
             raise ValueError(
                 f"resnet2h: transfer_trainable must include 'output' and name parts of {PARTS}, got {trainable}"
             )
+        if self.param("layout") not in LAYOUTS:
+            raise ValueError(f"resnet2h: layout must be one of {LAYOUTS}, got {self.param('layout')!r}")
+        if self.param("init") not in INITS:
+            raise ValueError(f"resnet2h: init must be one of {INITS}, got {self.param('init')!r}")
+        if not 0.0 <= float(self.param("bn_momentum")) <= 1.0 or not float(self.param("bn_eps")) > 0:
+            raise ValueError(
+                f"resnet2h: bn_momentum must be in [0, 1] and bn_eps > 0, got {self.param('bn_momentum')!r}, "
+                f"{self.param('bn_eps')!r}"
+            )
+        for key in ("phase2a_lr_div", "phase2b_lr_div"):
+            if not float(self.param(key)) > 0:
+                raise ValueError(f"resnet2h: {key} must be > 0, got {self.param(key)!r}")
 
     # ----------------------------------------------------------------- module
 
@@ -243,7 +354,12 @@ class ResNet2H(TorchTabularModel):
         b_idx = getattr(self, "b_idx_", None)
         if a_idx is None or b_idx is None:
             a_idx, b_idx = split_blocks(None, n_in, self.param("head_a_patterns"))
-        return TwoHeadResNetModule(a_idx, b_idx, n_out, **self.module_kwargs())
+        cls = ConcatResNetModule if self.param("layout") == "concat" else TwoHeadResNetModule
+        module = cls(a_idx, b_idx, n_out, **self.module_kwargs())
+        set_batchnorm(module, self.param("bn_momentum"), self.param("bn_eps"))
+        if self.param("init") == "keras":
+            keras_init(module)
+        return module
 
     # ----------------------------------------------------------------- training
 

@@ -46,7 +46,10 @@ from moastack.models.losses import (
 )
 from moastack.targets import prior_logit
 
-SCHEDULERS = ("onecycle", "plateau", "cosine", "none")
+SCHEDULERS = ("onecycle", "plateau", "cosine", "multistep", "none")
+#: what early stopping, best-weight restore and ReduceLROnPlateau watch: the validation rows' BCE against
+#: their 0/1 labels, or against the labels smoothed (and clipped) as the training targets are
+MONITORS = ("bce", "smoothed_bce")
 OPTIMIZERS = ("adam", "adamw", "radam")
 #: ``pos_weight`` -> each target's weight of its positive cells, from the training targets
 POS_WEIGHTS = {None: None, "balanced": balanced_pos_weight, "log_shrink": log_shrink_pos_weight}
@@ -64,18 +67,24 @@ class TrainConfig:
     lr: float = 5e-4  # the optimizer's lr for scheduler none|plateau|cosine; OneCycle starts at max_lr / div_factor
     weight_decay: float = 1e-5
     optimizer: str = "adam"  # adam | adamw | radam
-    scheduler: str = "onecycle"  # onecycle | plateau | cosine | none
+    adam_eps: float = 1e-8  # the Adam-family optimizers' epsilon (torch's 1e-8; Keras' Adam 1e-7)
+    scheduler: str = "onecycle"  # onecycle | plateau | cosine | multistep | none
     t_max: int | None = None  # cosine: half-period in epochs, stepped per epoch; None: the whole run, per batch
     grad_clip: float | None = None  # clip the gradients' global norm (None: off)
     max_lr: float = 1e-2  # OneCycleLR
     pct_start: float = 0.1
     div_factor: float = 1e3
     plateau_factor: float = 0.5  # ReduceLROnPlateau, stepped on the validation loss
-    plateau_patience: int = 4
+    plateau_patience: int = 4  # torch's: the lr drops after patience + 1 stale epochs (Keras' after patience)
+    plateau_threshold: float = 1e-4  # ReduceLROnPlateau's threshold: the improvement an epoch must make ...
+    plateau_threshold_mode: str = "rel"  # ... rel: relative to the best loss (torch's) | abs: absolute (Keras' min_delta)
     min_lr: float = 0.0  # ReduceLROnPlateau's floor
+    milestones: tuple[int, ...] | None = None  # multistep: the epochs after which the lr is multiplied ...
+    step_factor: float = 0.1  # ... by this (MultiStepLR's gamma), stepped per epoch
     label_smoothing: float = 0.0
     target_clip: tuple[float, float] | None = None  # applied after smoothing
-    patience: int | None = 10  # early stopping on the unsmoothed validation BCE; None = off
+    patience: int | None = 10  # early stopping on the validation loss (``monitor``); None = off
+    monitor: str = "bce"  # bce: the validation BCE on the 0/1 labels | smoothed_bce: on the training targets' smoothing
     min_delta: float = 0.0
     eval_batch_size: int = 4096
     restore_best: bool = True  # reload the best-validation weights at the end
@@ -94,6 +103,21 @@ class TrainConfig:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.monitor not in MONITORS:
+            raise ValueError(f"monitor must be one of {MONITORS}, got {self.monitor!r}")
+        if self.scheduler == "multistep" or self.milestones is not None:
+            stones = self.milestones
+            if (not isinstance(stones, (list, tuple)) or not stones or not all(_is_int(m) and m >= 1 for m in stones)
+                    or list(stones) != sorted(set(stones))):
+                raise ValueError(f"milestones must be a list of increasing epochs >= 1 (scheduler multistep), got {stones!r}")
+            self.milestones = tuple(int(m) for m in stones)
+            if not 0.0 < float(self.step_factor) <= 1.0:
+                raise ValueError(f"step_factor must be in (0, 1], got {self.step_factor!r}")
+        if self.plateau_threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"plateau_threshold_mode must be rel or abs, got {self.plateau_threshold_mode!r}")
+        if float(self.plateau_threshold) < 0 or not float(self.adam_eps) > 0:
+            raise ValueError(f"plateau_threshold must be >= 0 and adam_eps > 0, got {self.plateau_threshold!r}, "
+                             f"{self.adam_eps!r}")
         if self.amp_dtype not in AMP_DTYPES:
             raise ValueError(f"amp_dtype must be one of {sorted(AMP_DTYPES)}, got {self.amp_dtype!r}")
         for key in ("epochs", "batch_size", "eval_batch_size"):
@@ -252,19 +276,21 @@ def make_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     params, grads and moments) when this torch has it for the device: on CPU it saves a third of the
     step time at hidden 2048."""
     params = [p for p in module.parameters() if p.requires_grad]
+    eps = float(cfg.adam_eps)
     if cfg.optimizer == "radam":
-        return torch.optim.RAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.RAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=eps)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=eps)
     try:
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=eps, fused=True)
     except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=eps, foreach=True)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     """Return (scheduler, per_batch): OneCycle and whole-run cosine step every batch; ReduceLROnPlateau
-    (on the validation loss) and cosine with ``t_max`` epochs every epoch."""
+    (on the validation loss), cosine with ``t_max`` epochs and MultiStepLR (the lr × ``step_factor`` after
+    each of the ``milestones`` epochs, as pytorch-tabnet steps it) every epoch."""
     if cfg.scheduler == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=cfg.max_lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
@@ -273,13 +299,19 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
         return sched, True
     if cfg.scheduler == "plateau":
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr
+            optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr,
+            threshold=float(cfg.plateau_threshold), threshold_mode=cfg.plateau_threshold_mode,
         )
         return sched, False
     if cfg.scheduler == "cosine":
         if cfg.t_max is None:
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch), True
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(cfg.t_max)), False
+    if cfg.scheduler == "multistep":
+        sched = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(cfg.milestones), gamma=float(cfg.step_factor)
+        )
+        return sched, False
     return None, False
 
 
@@ -546,7 +578,9 @@ def fit_module(
     Targets are smoothed (and clipped) once, not per batch; ``pos_weight`` (balanced | log_shrink) weighs
     each target's positives; NaN targets are missing labels, masked out of both losses; ``penalty`` (read after each
     forward pass) is added to the training loss. With validation data the best-validation weights are
-    restored and training stops early after ``cfg.patience`` stale epochs.
+    restored and training stops early after ``cfg.patience`` stale epochs; the validation loss is the BCE on
+    the 0/1 labels, or (``cfg.monitor == "smoothed_bce"``) on the labels smoothed and clipped as the training
+    targets are.
     """
     device = torch.device(context.device)
     module.to(device)
@@ -555,7 +589,10 @@ def fit_module(
     Y_t = SmoothBCEWithLogits(cfg.label_smoothing, cfg.target_clip).smooth(Y_t)  # once, not per batch
     evaluate = None
     if X_valid is not None and Y_valid is not None and X_valid.shape[0] > 0:
-        evaluate = bce_evaluator(*prepare_targets(X_valid, Y_valid, device), cfg.eval_batch_size, amp_dtype(cfg, device))
+        X_v, Y_v, mask_v = prepare_targets(X_valid, Y_valid, device)
+        if cfg.monitor == "smoothed_bce":  # the training loss's targets (pytorch-tabnet's eval_metric of the winners)
+            Y_v = SmoothBCEWithLogits(cfg.label_smoothing, cfg.target_clip).smooth(Y_v)
+        evaluate = bce_evaluator(X_v, Y_v, mask_v, cfg.eval_batch_size, amp_dtype(cfg, device))
 
     def loss_fn(logits: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
         loss = bce_with_logits(logits, y, m, pos_weight=pos_weight)
