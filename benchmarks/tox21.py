@@ -2,7 +2,7 @@
 model, on random and scaffold folds, and a blend on each fold scheme with its per-assay F1 / MCC at the
 decision thresholds stored with it.
 
-Runs ``configs/tox21.yaml`` (optionally lighter: ``--trees``, ``--seeds``, ``--epochs``, ``--set``) in a
+Every model it runs is a blend member on its own fold scheme (the preset itself blends a subset). Runs ``configs/tox21.yaml`` (optionally lighter: ``--trees``, ``--seeds``, ``--epochs``, ``--set``) in a
 scratch folder. The preset blends its random-fold models; the benchmark then blends the scaffold-fold
 models too (the same run with ``blend.folds: scaffold5``: only the blend, submission and report rerun).
 
@@ -90,7 +90,9 @@ def main() -> None:
     config = yaml.safe_load((ROOT / "configs" / "tox21.yaml").read_text())
     config["data"]["table"]["path"] = str(args.data.resolve())
     config["models"] = {n: m for n, m in config["models"].items() if m["arch"] not in args.skip_arch}
-    config["blend"]["members"] = [n for n in config["blend"].get("members", []) if n in config["models"]]
+    # every model it ran blends on its fold scheme (the preset's own members are a subset of the random ones)
+    config["blend"]["members"] = [n for n, m in config["models"].items()
+                                  if m["folds"] == config["blend"]["folds"] and m["arch"] != "prior"]
     for m in config["models"].values():
         if m["arch"] == "random_forest" and args.trees:
             m["params"]["n_estimators"] = args.trees
