@@ -88,6 +88,16 @@ def test_deepinsight_feature_map_and_valid_controls_checks():
     filled = _config()["feature_maps"]["di20"]
     assert (filled["fit_on"], filled["placement"], filled["learning_rate"], filled["scaler_clip"]) == (
         "train", "compact", "auto", False)
+    from moastack.config import feature_map_slice
+
+    config = _config()
+    assert feature_map_slice(config, "di20") == {"features": "raw_onehot", "height": 20, "width": 20,
+                                                 "perplexity": 30, "seed": 0}  # the slice it always had
+    config["feature_maps"]["di20"]["fit_on"] = "fold"
+    assert feature_map_slice(config, "di20")["fit_on"] == "fold"
+    assert "valid_controls" not in train_slice(_config(), "deepinsight")
+    config["models"]["deepinsight"]["valid_controls"] = True
+    assert train_slice(config, "deepinsight")["valid_controls"] is True
     controls = [False, True, False]
     entry = {**_config()["models"]["deepinsight"]}
     assert early_stopping_rows(ModelSpec.from_entry("d", entry), controls).tolist() == [True, False, True]

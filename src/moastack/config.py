@@ -385,12 +385,28 @@ def model_jobs(config: dict, model: str) -> list[tuple[int, int]]:
 
 def train_slice(config: dict, model: str) -> dict:
     """What a train job depends on: its model block minus ``seeds``, ``resources`` and ``seed_aggregate``
-    (how collect combines the seeds), plus the run's task."""
+    (how collect combines the seeds), plus the run's task. ``valid_controls`` only when set, so that a
+    model without it keeps the slice it always had."""
     m = copy.deepcopy(config["models"][model])
     for key in ("seeds", "resources", "seed_aggregate"):
         m.pop(key, None)
+    if not m.get("valid_controls"):
+        m.pop("valid_controls", None)
     m["task"] = task_of(config).name
     return m
+
+
+#: feature-map settings added after the first maps were fitted, with the defaults those maps used: a map's
+#: slice leaves them out at these values, so that existing maps (and the models on them) are not refitted
+_LATER_MAP_DEFAULTS = {"metric": "euclidean", "method": "barnes_hut", "init": "pca", "learning_rate": "auto",
+                       "square_distances": True, "placement": "compact", "scaler_clip": False, "fit_on": "train"}
+
+
+def feature_map_slice(config: dict, name: str) -> dict:
+    """What a feature_map job depends on: its ``feature_maps`` entry, the later settings only when not their
+    defaults."""
+    return {k: v for k, v in config["feature_maps"][name].items()
+            if not (k in _LATER_MAP_DEFAULTS and v == _LATER_MAP_DEFAULTS[k])}
 
 
 def data_slice(config: dict) -> dict:
