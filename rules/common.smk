@@ -14,6 +14,7 @@ from moastack.config import (
     validate_schema,
     collect_slice,
     data_slice,
+    feature_map_slice,
     model_jobs,
     tune_slice,
     resources_for,

@@ -39,6 +39,6 @@ rule feature_map:
         mem_mb=rule_resource("feature_map", "mem_mb"),
         runtime=rule_resource("feature_map", "runtime"),
     params:
-        spec=lambda wildcards: config["feature_maps"][wildcards.fmap],
+        spec=lambda wildcards: feature_map_slice(config, wildcards.fmap),
     script:
         "../scripts/feature_map.py"

@@ -61,6 +61,50 @@ def test_cross_reference_errors_name_the_key(edit, message):
         check_config(config)
 
 
+def test_deepinsight_feature_map_and_valid_controls_checks():
+    """valid_controls needs a model that trains on its controls; a map's settings are type-checked by the
+    schema and t-SNE on unsquared distances needs init random; every error names the key."""
+    from moastack.spec import ModelSpec
+    from moastack.train import early_stopping_rows
+
+    config = _config()
+    config["models"]["deepinsight"]["valid_controls"] = True
+    check_config(config)
+    config["models"]["deepinsight"]["drop_controls"] = True
+    with pytest.raises(ConfigError, match="models.deepinsight.valid_controls"):
+        check_config(config)
+    config = _config()
+    config["feature_maps"]["di20"].update(metric="cosine", square_distances=False)
+    with pytest.raises(ConfigError, match="feature_maps.di20.square_distances"):
+        check_config(config)
+    config["feature_maps"]["di20"]["init"] = "random"
+    check_config(config)
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for key, bad in [("placement", "grid"), ("fit_on", "test"), ("learning_rate", "fast"), ("scaler_clip", "yes")]:
+        edited = copy.deepcopy(raw)
+        edited["feature_maps"]["di20"][key] = bad
+        with pytest.raises(ConfigError, match=f"feature_maps.di20.{key}"):
+            validate_schema(edited)
+    filled = _config()["feature_maps"]["di20"]
+    assert (filled["fit_on"], filled["placement"], filled["learning_rate"], filled["scaler_clip"]) == (
+        "train", "compact", "auto", False)
+    from moastack.config import feature_map_slice
+
+    config = _config()
+    assert feature_map_slice(config, "di20") == {"features": "raw_onehot", "height": 20, "width": 20,
+                                                 "perplexity": 30, "seed": 0}  # the slice it always had
+    config["feature_maps"]["di20"]["fit_on"] = "fold"
+    assert feature_map_slice(config, "di20")["fit_on"] == "fold"
+    assert "valid_controls" not in train_slice(_config(), "deepinsight")
+    config["models"]["deepinsight"]["valid_controls"] = True
+    assert train_slice(config, "deepinsight")["valid_controls"] is True
+    controls = [False, True, False]
+    entry = {**_config()["models"]["deepinsight"]}
+    assert early_stopping_rows(ModelSpec.from_entry("d", entry), controls).tolist() == [True, False, True]
+    both = ModelSpec.from_entry("d", {**entry, "valid_controls": True})
+    assert early_stopping_rows(both, controls).tolist() == [True, True, True]
+
+
 def test_stacking_cycle_is_refused():
     config = _config()
     config["models"]["prior"]["meta"] = ["simple_nn"]

@@ -8,10 +8,13 @@ import pytest
 from moastack.deepinsight.feature_map import (
     FeatureMap,
     LogNorm2Scaler,
+    embed_features,
     fit_feature_map,
     image_shape,
+    map_settings,
     min_area_rotation,
     positions_to_pixels,
+    pydeepinsight_pixels,
     rotate,
 )
 
@@ -143,3 +146,102 @@ def test_save_load_round_trip_and_plot(fmap, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     leftovers = [p.name for p in tmp_path.rglob("*.part")]
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["map.npz", "map.png", "plots"] and not leftovers
+
+
+# --------------------------------------------------------------------------- the winners' settings
+
+
+def test_scaler_clip_is_their_logscaler(tmp_path):
+    """clip: a value is raised to its feature's training min first (their LogScaler.transform) and the result
+    clipped to [0, 1]. By hand: min (-1, 0.5), shift (2, 1.5), global max log 3.5."""
+    X = np.array([[-1.0, 0.5], [1.0, 2.0]])
+    plain, clipped = LogNorm2Scaler().fit(X), LogNorm2Scaler(clip=True).fit(X)
+    new = np.array([[5.0, 0.0]])  # above feature 0's max; below feature 1's (positive) min
+    top = np.log(3.5)
+    np.testing.assert_allclose(plain.transform(new), [[np.log(7.0) / top, np.log(1.5) / top]], rtol=1e-6)
+    np.testing.assert_allclose(clipped.transform(new), [[1.0, np.log(2.0) / top]], rtol=1e-6)
+    np.testing.assert_array_equal(plain.transform(X), clipped.transform(X))  # the training rows: the same
+    fm = fit_feature_map(grouped(60), names(40), 6, 6, scaler_clip=True)
+    fm.save(tmp_path / "m.npz")
+    assert FeatureMap.load(tmp_path / "m.npz").scaler.clip is True and fm.settings["scaler_clip"] is True
+
+
+def test_pydeepinsight_placement_rows_first_and_floor_binning():
+    """An axis-aligned rectangle of positions (no rotation): x goes down the rows and y along the columns,
+    whatever the grid's shape, each binned by np.digitize on linspace(min, max, size) (a floor)."""
+    pos = np.array([[0, 0], [10, 0], [10, 2], [0, 2], [4.9, 1.0], [9.99, 0.2]])
+    rows, cols = pydeepinsight_pixels(pos, 11, 5)
+    assert rows.tolist() == [0, 10, 10, 0, 4, 9]  # 4.9 -> 4 (rounding: 5); 9.99 -> 9; only the max reaches 10
+    # their rotation matrix for angle 0 is [[cos 0, cos(-π/2)], [cos(π/2), cos 0]]: y' = y + 6e-17 · x, so
+    # (0, 2) lands a hair below the max (10, 2) and one pixel short of it, as in theirs
+    assert cols.tolist() == [0, 0, 4, 3, 2, 0]
+    wide_rows, wide_cols = pydeepinsight_pixels(pos, 3, 11)  # a wide grid: the long x axis still goes down rows
+    assert wide_rows.tolist() == [0, 2, 2, 0, 0, 1] and wide_cols.tolist() == [0, 0, 10, 9, 5, 1]
+    rows_c, cols_c = positions_to_pixels(pos, 3, 11)  # compact: the long side along the width, rounded
+    assert rows_c.tolist() == [0, 0, 2, 2, 1, 0] and cols_c.tolist() == [0, 10, 10, 0, 5, 10]
+
+
+def test_pydeepinsight_leaves_the_hull_closing_edge_out():
+    """An obtuse triangle turned 90°: scipy lists its hull so that the long edge, the side the minimum-area
+    rectangle lies on, is the closing one (last vertex to first), which pyDeepInsight's rectangle search
+    never tries. Its layout is then not aligned with that edge; the compact placement's is."""
+    from scipy.spatial import ConvexHull
+
+    upright = np.array([[0.0, 0.0], [10.0, 0.0], [6.0, 1.0]])
+    tri = rotate(upright, np.pi / 2)
+    hull = tri[ConvexHull(tri).vertices]
+    closing = hull[0] - hull[-1]
+    assert np.linalg.norm(closing) == pytest.approx(10.0)  # the long edge closes the hull
+    rows, cols = pydeepinsight_pixels(tri, 20, 20)
+    assert rows[0] != rows[1] and cols[0] != cols[1]  # its ends share no pixel row or column
+    rows_c, cols_c = positions_to_pixels(tri, 20, 20)
+    assert rows_c[0] == rows_c[1] or cols_c[0] == cols_c[1]  # aligned with the long edge
+    rows_u, cols_u = pydeepinsight_pixels(upright, 20, 20)  # upright, the long edge is listed first: tried
+    assert (rows_u[0], rows_u[1], cols_u[0], cols_u[1]) == (0, 19, 0, 0)
+
+
+def test_unsquared_cosine_tsne_sees_the_distances_as_they_are():
+    """square_distances false: t-SNE's affinities come from the cosine distances themselves (scikit-learn
+    < 1.2), not their squares (since): the same layout as scikit-learn's exact t-SNE handed the square roots
+    as precomputed distances (it squares them back), and another than the squared one."""
+    from sklearn.manifold import TSNE
+    from sklearn.metrics.pairwise import cosine_distances
+
+    scaled = LogNorm2Scaler().fit_transform(grouped(80, groups=4, per=4))
+    kw = dict(seed=5, perplexity=5.0, metric="cosine", method="exact", init="random", learning_rate=200.0)
+    got = embed_features(scaled, square_distances=False, **kw)
+    D = cosine_distances(scaled.T.astype(np.float64))
+    ref = TSNE(2, perplexity=5.0, metric="precomputed", method="exact", init="random", learning_rate=200.0,
+               random_state=5).fit_transform(np.sqrt(np.maximum(D, 0.0)))
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(got, embed_features(scaled, square_distances=True, **kw), atol=1e-3)
+    with pytest.raises(ValueError, match="init random"):
+        embed_features(scaled, square_distances=False, **{**kw, "init": "pca"})
+
+
+def test_map_settings_are_checked_kept_and_refit(tmp_path):
+    """Every setting is checked with its key named; a map keeps its settings through save/load, and refit
+    fits one like it (same settings, size, seed) on other rows: the per-fold map of ``fit_on: fold``."""
+    winners = dict(perplexity=5, seed=11, metric="cosine", method="exact", init="random", learning_rate=200,
+                   square_distances=False, placement="pydeepinsight", scaler_clip=True, fit_on="fold")
+    X = grouped(120, groups=4, per=4)
+    cols = [f"g-{i}" for i in range(16)]
+    fm = fit_feature_map(X, cols, 8, 8, **winners)
+    assert fm.fit_on == "fold" and fm.seed == 11
+    assert fm.settings == {k: v for k, v in map_settings(winners).items() if k != "seed"}
+    fm.save(tmp_path / "m.npz")
+    again = FeatureMap.load(tmp_path / "m.npz")
+    assert again.settings == fm.settings and again.fit_on == "fold"
+    other = X[:60] * 2.0
+    refit = again.refit(other)
+    fresh = fit_feature_map(other, cols, 8, 8, **winners)
+    np.testing.assert_array_equal(refit.rows, fresh.rows)
+    np.testing.assert_array_equal(refit.cols, fresh.cols)
+    np.testing.assert_allclose(refit.scaler.min_, other.min(axis=0))
+    assert FeatureMap.from_arrays({k: v for k, v in fm.to_arrays().items() if k != "settings"}).fit_on == "train"
+    for key, bad in [("metric", "manhattan"), ("method", "fast"), ("placement", "grid"), ("fit_on", "test"),
+                     ("learning_rate", -1), ("square_distances", "no"), ("scaler_clip", 1), ("seed", -2)]:
+        with pytest.raises(ValueError, match=key):
+            map_settings({key: bad})
+    with pytest.raises(ValueError, match="unknown settings"):
+        fit_feature_map(X, cols, 8, 8, perplexity_=5)

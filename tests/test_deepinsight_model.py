@@ -181,3 +181,49 @@ def test_pretrained_file_of_another_architecture_is_refused(fmap, tmp_path):
     backbone = timm.create_model(BACKBONE, num_classes=0)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_backbone_weights(backbone, tmp_path / "missing.pt")
+
+
+# --------------------------------------------------------------------------- the winners' options
+
+
+def test_fit_on_fold_map_is_refitted_on_the_training_rows(data, tmp_path, caplog):
+    """A map with fit_on: fold (the winners' per-fold LogScaler and t-SNE) is only the settings: the model
+    fits one like it on its own training rows, renders and saves with that one."""
+    Xtr, Ytr, Xva, Yva, Xte, _ = data
+    given = fit_feature_map(Xte, NAMES, 12, 12, seed=4, fit_on="fold", scaler_clip=True, placement="pydeepinsight")
+    model = with_map(given, epochs=1)
+    with caplog.at_level(logging.INFO, logger="test_deepinsight"):
+        model.fit(Xtr[:300], Ytr[:300], Xva, Yva, ctx(fmap=given, names=NAMES))
+    assert "on this fold's 300 training rows" in caplog.text
+    fm = model.feature_map_
+    assert fm is not given and fm.settings == given.settings and fm.seed == 4
+    np.testing.assert_allclose(fm.scaler.min_, Xtr[:300].min(axis=0))  # the fold's rows, not the map's
+    expected = given.refit(Xtr[:300])
+    np.testing.assert_array_equal(fm.rows, expected.rows)
+    np.testing.assert_array_equal(fm.cols, expected.cols)
+    model.save(tmp_path / "m.pt")
+    payload = read_payload(tmp_path / "m.pt")
+    loaded = DeepInsightCNN.from_state(payload["state"], payload["params"])
+    np.testing.assert_array_equal(loaded.feature_map_.rows, fm.rows)
+    assert np.array_equal(loaded.predict(Xte), model.predict(Xte))
+
+
+def test_head_init_and_backbone_dropouts(fmap):
+    """head_init goog: the head's Linear weights U(±1/sqrt(fan_out)) and zero biases (geffnet's init the
+    winners applied to their head); drop_rate / drop_path_rate reach timm (dropout on the pooled features
+    before the head; stochastic depth)."""
+    net = DeepInsightCNN(**{**SMALL, "head_init": "goog", "drop_rate": 0.3, "drop_path_rate": 0.2}
+                         ).build_network(fmap, 206)
+    first, last = [m for m in net.head if isinstance(m, torch.nn.Linear)]
+    for layer in (first, last):
+        assert layer.weight.abs().max() <= 1.0 / np.sqrt(layer.out_features) and not layer.bias.any()
+    assert last.weight.abs().max() > 0.5 / np.sqrt(206)  # spread over the whole range, not torch's 1/sqrt(64)
+    assert net.backbone.drop_rate == 0.3
+    drop_paths = [m.drop_prob for m in net.backbone.modules() if type(m).__name__ == "DropPath"]
+    assert drop_paths and max(drop_paths) > 0
+    plain = DeepInsightCNN(**SMALL).build_network(fmap, 206)
+    assert plain.backbone.drop_rate == 0.0 and plain.head[0].bias.any()
+    assert not any(type(m).__name__ == "DropPath" for m in plain.backbone.modules())
+    for key, bad in [("head_init", "xavier"), ("drop_rate", 1.0), ("drop_path_rate", True), ("swap_columns", [])]:
+        with pytest.raises(ValueError, match=key):
+            DeepInsightCNN(**{key: bad})

@@ -114,3 +114,30 @@ def test_swap_noise_reproducible_and_edge_cases():
     assert torch.equal(everything, X[:2].flip(0))  # two rows, full swap: each takes the other's
     with pytest.raises(ValueError):
         swap_noise(X, 1.5, 0.1)
+
+
+def test_swap_noise_columns_only_as_the_winners():
+    """columns: swapped features come from those positions only (their g-/c- columns, never cp_type/cp_dose/
+    cp_time), round(fraction · p) of them with p all the columns (their int(875 · 0.15) = 131)."""
+    n, p = 4_000, 40
+    X = torch.rand(n, p, generator=torch.Generator().manual_seed(0))
+    allowed = torch.arange(3, p)
+    out = swap_noise(X, 0.2, 0.15, generator=torch.Generator().manual_seed(3), columns=allowed)
+    changed = out != X
+    assert not changed[:, :3].any()
+    touched = changed.any(dim=1)
+    assert set(changed[touched].sum(dim=1).tolist()) == {6}  # round(0.15 · 40), all among the 37 allowed
+    few = swap_noise(X, 1.0, 0.5, generator=torch.Generator().manual_seed(3), columns=torch.tensor([5, 7]))
+    assert set((few != X).sum(dim=1).tolist()) == {2}  # capped at the allowed columns
+    with pytest.raises(ValueError, match="columns"):
+        swap_noise(X, 0.1, 0.1, columns=torch.tensor([p]))
+
+
+def test_swap_column_index_by_name_patterns():
+    from moastack.models.deepinsight import swap_column_index
+
+    names = ["g-0", "g-1", "c-0", "cp_type_code", "cp_time_code"]
+    assert swap_column_index(names, None) is None
+    assert swap_column_index(names, ["g-*", "c-*"]).tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="swap_columns"):
+        swap_column_index(names, ["x-*"])

@@ -200,6 +200,24 @@ def test_ordinal_codes_cp_time_and_cp_dose_by_fixed_position(train):
                                 "cp_time_48", "cp_time_72", "cp_dose_D1", "cp_dose_D2"]
 
 
+def test_ordinal_scaled_codes_with_cp_type_as_the_deepinsight_cnns(train):
+    """categories picks the columns and their order of values; scale divides each code by its categories - 1:
+    the winners' DeepInsight inputs, cp_type ctl_vehicle 0 / trt_cp 1, cp_dose D1 0 / D2 1, cp_time 0/0.5/1."""
+    from moastack.features.transformers import Ordinal
+
+    cats = {"cp_type": ["ctl_vehicle", "trt_cp"], "cp_dose": ["D1", "D2"], "cp_time": [24, 48, 72]}
+    frame = train.assign(cp_type=np.where(np.arange(len(train)) % 3 == 0, "ctl_vehicle", "trt_cp"))
+    out = Ordinal(categories=cats, scale=True).fit(frame).transform(frame)
+    assert list(out.columns[-3:]) == ["cp_type_code", "cp_dose_code", "cp_time_code"]
+    np.testing.assert_array_equal(out["cp_type_code"], (frame["cp_type"] == "trt_cp").astype(np.float32))
+    np.testing.assert_array_equal(out["cp_dose_code"], frame["cp_dose"].map({"D1": 0, "D2": 1}).astype(np.float32))
+    np.testing.assert_array_equal(out["cp_time_code"], frame["cp_time"].map({24: 0, 48: 0.5, 72: 1}).astype(np.float32))
+    unscaled = Ordinal(categories=cats).fit(frame).transform(frame)
+    np.testing.assert_array_equal(unscaled["cp_time_code"], frame["cp_time"].map({24: 0, 48: 1, 72: 2}).astype(np.float32))
+    with pytest.raises(ValueError, match="scale"):
+        Ordinal(scale="yes").fit(frame)
+
+
 def test_variance_selector_drops_constant_column(train, test):
     constant = train.assign(**{"g-5": np.float32(1.0), "c-7": np.float32(0.0)})
     step = VarianceSelector(threshold=0.0, blocks=["genes", "cells"]).fit(constant)

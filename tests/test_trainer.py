@@ -359,3 +359,30 @@ def test_adam_eps_and_keras_style_plateau_threshold():
         TrainConfig(plateau_threshold_mode="keras")
     with pytest.raises(ValueError, match="adam_eps"):
         TrainConfig(adam_eps=0.0)
+
+
+def test_radam_decoupled_weight_decay_is_torch_optimizers():
+    """decoupled_weight_decay (radam): each step multiplies the weights by 1 - lr · wd, as torch_optimizer's
+    RAdam (the winners' DeepInsight CNNs) does, instead of adding wd · w to the gradient. With zero gradients
+    the weights then shrink by exactly that factor per step; the L2 form goes through the moments instead
+    (the same first step, RAdam's warm-up being a bias-corrected momentum step, then apart)."""
+    from moastack.models.trainer import TrainConfig, make_optimizer
+
+    def two_steps(**kw) -> torch.Tensor:
+        module = torch.nn.Linear(2, 1, bias=False)
+        with torch.no_grad():
+            module.weight.copy_(torch.tensor([[1.0, -2.0]]))
+        opt = make_optimizer(module, TrainConfig(optimizer="radam", lr=0.1, weight_decay=0.5, **kw))
+        for _ in range(2):
+            module.weight.grad = torch.zeros_like(module.weight)
+            opt.step()
+        return module.weight.detach().clone()
+
+    torch.testing.assert_close(two_steps(decoupled_weight_decay=True), torch.tensor([[0.95**2, -2 * 0.95**2]]))
+    m2 = 0.9 * 0.1 * 0.5 + 0.1 * 0.5 * 0.95  # the L2 form's second-step momentum of the first weight
+    torch.testing.assert_close(two_steps()[0, 0], torch.tensor(0.95 - 0.1 * m2 / (1 - 0.9**2)))
+    assert TrainConfig(optimizer="radam").decoupled_weight_decay is False
+    with pytest.raises(ValueError, match="decoupled_weight_decay"):
+        TrainConfig(optimizer="adam", decoupled_weight_decay=True)
+    with pytest.raises(ValueError, match="decoupled_weight_decay"):
+        TrainConfig(optimizer="radam", decoupled_weight_decay="yes")

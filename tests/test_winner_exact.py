@@ -2,7 +2,8 @@
 
 The tables below are read off the winners' public scripts (guitarmind/kaggle_moa_winner_hungry_for_gold,
 ``final/Best LB/Training/Local/simple-nn-{old,new}-split-train.py``, ``3stage-nn-train.py``,
-``2stage-nn-tabnet-train.py`` and ``2heads-ResNest-train.py``); each test resolves the preset's
+``2stage-nn-tabnet-train.py``, ``2heads-ResNest-train.py``, ``deepinsight-efficientnet-lightning-v7-b3-train.py``
+and ``deepinsight-resnest-lightning-v2-train.py``); each test resolves the preset's
 model the way a train job does (schema defaults, ``ModelSpec``, the arch's ``TrainConfig`` and module)
 and compares, so an edit of the preset cannot drift from the winners' code silently.
 ``configs/winner-plus.yaml`` must differ from it in the named opt-ins and nowhere else.
@@ -195,6 +196,47 @@ WINNERS_RESNET_TRANSFER = {
     "transfer_trainable": ["head_a", "head_b", "tail", "output"], "phase2a_lr_div": 1.0, "phase2a_epochs": None,
     "phase2b_epochs": 0, "transfer_min_delta": 1e-5,
 }
+#: the DeepInsight CNNs' loop (both scripts): torch_optimizer.RAdam(lr 3.52e-4, betas (0.9, 0.999), eps 1e-8,
+#: weight_decay 1e-6: p *= 1 - lr · wd), CosineAnnealingLR(T_max 5, eta_min 0) stepped per epoch (Lightning's
+#: default interval), Trainer(max_epochs 200, gradient_clip_val 10, precision 16, accumulate 1), shuffled
+#: batches with the last kept, SmoothBCEwLogits(0.001) to train; EarlyStopping(val_loss_epoch, min_delta 1e-6)
+#: and a best-val_loss checkpoint that predicts, val_loss the plain BCE; their head's biases start at 0
+WINNERS_DEEPINSIGHT_TRAINING = {
+    "epochs": 200, "drop_last": False, "optimizer": "radam", "lr": 3.52e-4, "weight_decay": 1e-6,
+    "decoupled_weight_decay": True, "adam_eps": 1e-8, "scheduler": "cosine", "t_max": 5, "grad_clip": 10.0,
+    "label_smoothing": 1e-3, "target_clip": None, "min_delta": 1e-6, "monitor": "bce", "restore_best": True,
+    "amp": True, "amp_dtype": "fp16", "init_output_bias": False, "pos_weight": None,
+}
+#: ... their network and augmentation: the backbone's classifier replaced by Linear(fc 512) → ELU → Linear,
+#: initialised as geffnet's 'goog' (both scripts); MoAImageSwapDataset(swap_prob 0.1, swap_portion 0.15) over
+#: columns 3.. (the g-/c-, never cp_type/cp_dose/cp_time); ImageNet-pretrained backbones
+WINNERS_DEEPINSIGHT_ARCH = {
+    "pretrained": True, "head_hidden": 512, "head_dropout": 0.0, "head_init": "goog", "swap_prob": 0.1,
+    "swap_fraction": 0.15, "swap_columns": ["g-*", "c-*"],
+}
+#: model -> (feature map, image side, batch_size, patience, timm backbone, drop_rate, drop_path_rate, pooled width):
+#: geffnet tf_efficientnet_b3_ns(drop_rate 0.3, drop_connect_rate 0.2), --batch-size 48, patience 12, resolution
+#: 300; resnest50_fast_2s2x40d(final_drop 0.2) -> timm's resnest50d (the nearest in timm), --batch-size 128,
+#: patience 16, resolution 224
+WINNERS_DEEPINSIGHT_MODELS = {
+    "deepinsight_effnet": ("di300", 300, 48, 12, "tf_efficientnet_b3.ns_jft_in1k", 0.3, 0.2, 1536),
+    "deepinsight_resnest": ("di224", 224, 128, 16, "resnest50d", 0.2, None, 2048),
+}
+#: DeepInsightTransformer('tsne_exact', perplexity 5, random_state 1120) = TSNE(metric cosine, method exact,
+#: scikit-learn 0.23's init random and learning rate 200, cosine distances not squared), pyDeepInsight's
+#: rectangle and np.digitize; LogScaler with its clips; both fitted on each fold's training rows
+WINNERS_DEEPINSIGHT_MAP = {
+    "features": "raw_codes", "perplexity": 5, "seed": 1120, "metric": "cosine", "method": "exact", "init": "random",
+    "learning_rate": 200, "square_distances": False, "placement": "pydeepinsight", "scaler_clip": True,
+    "fit_on": "fold",
+}
+#: their inputs (all_features): cp_type ctl_vehicle 0 / trt_cp 1, cp_dose D1 0 / D2 1, cp_time 24/48/72 ->
+#: 0/0.5/1, and the raw g-/c- columns: 875
+WINNERS_DEEPINSIGHT_FEATURES = [
+    {"name": "ordinal", "scale": True,
+     "categories": {"cp_type": ["ctl_vehicle", "trt_cp"], "cp_dose": ["D1", "D2"], "cp_time": [24, 48, 72]}},
+]
+WINNERS_DEEPINSIGHT_WIDTH = 875
 #: winner-plus.yaml's opt-ins: (models, param) -> value; everything else equals winner.yaml
 PLUS_OPT_INS = {("simple_nn_old", "init_output_bias"): True, ("simple_nn_new", "init_output_bias"): True}
 
@@ -428,3 +470,57 @@ def test_resnet_fold_steps_give_their_two_inputs(winner):
         np.testing.assert_array_equal(Z[:, i], Z[:, out_names.index(out_names[i][3:])])
     pca_c = [out_names.index(f"pca_c_{i}") for i in range(100)]
     assert Z[:250, pca_c].std(0)[0] > 2  # the components stay unscaled
+
+
+@pytest.mark.parametrize("model", sorted(WINNERS_DEEPINSIGHT_MODELS))
+def test_deepinsight_cnns_are_the_winners(winner, model):
+    """Spec, feature map, loop and network of each CNN as their script has them; the backbone is built without
+    its ImageNet weights (no download here) to check the head, the dropouts and the widths."""
+    from moastack.deepinsight.feature_map import FeatureMap, LogNorm2Scaler
+    from moastack.models.deepinsight import swap_column_index
+
+    fmap_name, side, batch, patience, backbone, drop_rate, drop_path, width = WINNERS_DEEPINSIGHT_MODELS[model]
+    spec = _spec(winner, model)
+    assert (spec.arch, spec.features, spec.folds, spec.targets) == ("deepinsight", "raw_codes", "mlsk10", "scored")
+    assert (len(spec.seeds), spec.drop_controls, spec.valid_controls, spec.meta, spec.fold_steps) == (
+        1, False, True, (), ())
+    assert winner["folds"]["mlsk10"]["k"] == 10 and spec.feature_map == fmap_name
+    assert winner["feature_maps"][fmap_name] == {**WINNERS_DEEPINSIGHT_MAP, "height": side, "width": side}
+    arch = build_model(spec.arch, spec.params)
+    cfg = arch.train_config()
+    expected = {**WINNERS_DEEPINSIGHT_TRAINING, "batch_size": batch, "patience": patience}
+    assert {key: getattr(cfg, key) for key in expected} == expected
+    assert {key: arch.param(key) for key in WINNERS_DEEPINSIGHT_ARCH} == WINNERS_DEEPINSIGHT_ARCH
+    assert (arch.param("backbone"), arch.param("drop_rate"), arch.param("drop_path_rate")) == (
+        backbone, drop_rate, drop_path)
+    names = [f"g-{i}" for i in range(772)] + [f"c-{i}" for i in range(100)] + [
+        "cp_type_code", "cp_dose_code", "cp_time_code"]
+    assert len(swap_column_index(names, arch.param("swap_columns"))) == 872 and round(0.15 * 875) == 131
+    pixel = np.arange(len(names)) * 97 % (side * side)
+    X = np.random.default_rng(0).random((5, len(names)))
+    fmap = FeatureMap(names, side, side, pixel // side, pixel % side, LogNorm2Scaler(clip=True).fit(X))
+    net = build_model(spec.arch, {**spec.params, "pretrained": False}).build_network(fmap, 206)
+    assert [type(m).__name__ for m in net.head] == ["Linear", "ELU", "Identity", "Linear"]
+    assert [(m.in_features, m.out_features) for m in net.head if isinstance(m, torch.nn.Linear)] == [(width, 512),
+                                                                                                   (512, 206)]
+    assert net.backbone.drop_rate == drop_rate
+    # stochastic depth as geffnet's drop_connect: rate × block index / blocks (block 0 has none): B3's 26 blocks
+    drop_paths = [m.drop_prob for m in net.backbone.modules() if type(m).__name__ == "DropPath"]
+    if drop_path is None:
+        assert not drop_paths
+    else:
+        assert len(drop_paths) == 25 and max(drop_paths) == pytest.approx(drop_path * 25 / 26)
+
+
+def test_deepinsight_inputs_are_their_875_columns(winner):
+    """On small lish-moa-shaped frames: the raw g-/c- columns and the three codes, cp_type 1 for treated rows,
+    cp_time 0/0.5/1 (their map), all untouched by any scaling here (the feature map's scaler comes per fold)."""
+    spec = winner["features"]["raw_codes"]
+    assert spec == {"fit_on": "train+test", "steps": WINNERS_DEEPINSIGHT_FEATURES}
+    train = make_frame(120, seed=0, prefix="tr")
+    _, tr, _ = build_feature_set(spec, train, train.iloc[:10])
+    assert tr.shape == (120, 1 + WINNERS_DEEPINSIGHT_WIDTH)
+    np.testing.assert_array_equal(tr[GENE_COLS + CELL_COLS].to_numpy(), train[GENE_COLS + CELL_COLS].to_numpy())
+    np.testing.assert_array_equal(tr["cp_type_code"], (train["cp_type"] == "trt_cp").astype(np.float32))
+    np.testing.assert_array_equal(tr["cp_time_code"], train["cp_time"].map({24: 0.0, 48: 0.5, 72: 1.0}))
+    np.testing.assert_array_equal(tr["cp_dose_code"], train["cp_dose"].map({"D1": 0.0, "D2": 1.0}))

@@ -116,6 +116,7 @@ def check_config(config: dict) -> None:
     """Cross-reference checks, with messages that name the offending key."""
     models, folds, features = config["models"], config["folds"], config["features"]
     sparse_sets = _check_sparse_sets(features)
+    _check_feature_maps(config.get("feature_maps", {}), features)
     for name, m in models.items():
         if m["features"] not in features:
             raise ConfigError(
@@ -138,6 +139,9 @@ def check_config(config: dict) -> None:
             _check_init_from(models, name, m)
         if "pseudo_from" in m:
             _check_pseudo_from(models, name, m)
+        if m.get("valid_controls") and m.get("drop_controls", True):
+            raise ConfigError(f"models.{name}.valid_controls: early stopping can watch the control rows only of a "
+                              "model that trains on them; set drop_controls: false")
         if m.get("meta_only") and not m.get("meta"):
             raise ConfigError(f"models.{name}.meta_only is true but models.{name}.meta lists no model")
         _check_feature_map(config, name, m)
@@ -179,6 +183,17 @@ def _check_sparse_sets(features: dict) -> set[str]:
             raise ConfigError(f"features.{fset}.fit_on: its steps {steps} fit a frequency filter on training rows "
                               "only; set fit_on: train")
     return sparse_sets
+
+
+def _check_feature_maps(maps: dict, features: dict) -> None:
+    """Each map places a defined feature set; t-SNE on unsquared distances starts from a random layout."""
+    for name, spec in maps.items():
+        if spec["features"] not in features:
+            raise ConfigError(f"feature_maps.{name}.features: unknown feature set {spec['features']!r}")
+        if (not spec.get("square_distances", True) and spec.get("metric", "euclidean") != "euclidean"
+                and spec.get("init", "pca") != "random"):
+            raise ConfigError(f"feature_maps.{name}.square_distances: false (metric {spec['metric']}) hands t-SNE "
+                              "precomputed distances, which scikit-learn lays out from init: random only")
 
 
 def _check_feature_map(config: dict, name: str, m: dict) -> None:
@@ -370,12 +385,28 @@ def model_jobs(config: dict, model: str) -> list[tuple[int, int]]:
 
 def train_slice(config: dict, model: str) -> dict:
     """What a train job depends on: its model block minus ``seeds``, ``resources`` and ``seed_aggregate``
-    (how collect combines the seeds), plus the run's task."""
+    (how collect combines the seeds), plus the run's task. ``valid_controls`` only when set, so that a
+    model without it keeps the slice it always had."""
     m = copy.deepcopy(config["models"][model])
     for key in ("seeds", "resources", "seed_aggregate"):
         m.pop(key, None)
+    if not m.get("valid_controls"):
+        m.pop("valid_controls", None)
     m["task"] = task_of(config).name
     return m
+
+
+#: feature-map settings added after the first maps were fitted, with the defaults those maps used: a map's
+#: slice leaves them out at these values, so that existing maps (and the models on them) are not refitted
+_LATER_MAP_DEFAULTS = {"metric": "euclidean", "method": "barnes_hut", "init": "pca", "learning_rate": "auto",
+                       "square_distances": True, "placement": "compact", "scaler_clip": False, "fit_on": "train"}
+
+
+def feature_map_slice(config: dict, name: str) -> dict:
+    """What a feature_map job depends on: its ``feature_maps`` entry, the later settings only when not their
+    defaults."""
+    return {k: v for k, v in config["feature_maps"][name].items()
+            if not (k in _LATER_MAP_DEFAULTS and v == _LATER_MAP_DEFAULTS[k])}
 
 
 def data_slice(config: dict) -> dict:

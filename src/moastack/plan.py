@@ -221,7 +221,7 @@ def feature_set_width(spec: dict, sizes: Sizes) -> int:
         elif name == "onehot":
             width += N_ONEHOT
         elif name == "ordinal":
-            width += 2  # cp_time_code, cp_dose_code
+            width += len(step.get("categories") or ("cp_time", "cp_dose"))  # one code per column
         elif name == "morgan":
             width += int(step.get("n_bits", 2048))
     return width

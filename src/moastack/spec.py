@@ -39,6 +39,8 @@ class ModelSpec:
     params_from: str | None = None
     seed_aggregate: str = "mean"
     seeds: tuple[int, ...] = (0,)
+    #: early stopping watches the control validation rows too (drop_controls false only)
+    valid_controls: bool = False
 
     @classmethod
     def from_entry(cls, name: str, entry: dict[str, Any], task: str | Task | None = None) -> ModelSpec:
@@ -76,6 +78,7 @@ class ModelSpec:
             params_from=entry.get("params_from"),
             seed_aggregate=entry["seed_aggregate"],
             seeds=tuple(entry["seeds"]),
+            valid_controls=bool(entry.get("valid_controls", False)),
         )
 
     def to_entry(self) -> dict[str, Any]:

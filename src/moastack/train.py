@@ -276,13 +276,20 @@ def check_accepts(X: Matrix, spec: ModelSpec) -> None:
         raise ValueError(sparse_refusal(spec.name, spec.arch, spec.features))
 
 
+def early_stopping_rows(spec: ModelSpec, valid_is_control: np.ndarray) -> np.ndarray:
+    """The validation rows early stopping (and the best epoch) watch: the treated ones, since the controls'
+    predictions are forced to 0 anyway; every row with ``valid_controls`` (the winners' DeepInsight CNNs,
+    trained with their controls, early-stopped on the whole validation fold)."""
+    valid_is_control = np.asarray(valid_is_control, dtype=bool)
+    return np.ones(len(valid_is_control), dtype=bool) if spec.valid_controls else ~valid_is_control
+
+
 def fit_job(job: FoldJob, data: FoldData, logger: logging.Logger | None = None) -> tuple[TabularModel, FitContext]:
     """Fit the job's model on the fold's training rows: the one way a job is fitted (train, tune)."""
     context = fit_context(job, data, logger)
     model = build_model(job.spec.arch, job.spec.params)
     check_accepts(data.X_train, job.spec)
-    # Early stopping watches treated validation rows only: controls are forced to 0 anyway.
-    es_rows = ~data.valid_is_control
+    es_rows = early_stopping_rows(job.spec, data.valid_is_control)
     fit_ctx = context if data.smiles_valid is None else replace(context, smiles_valid=data.smiles_valid[es_rows])
     model.fit(data.X_train, data.Y_train, data.X_valid[es_rows], data.Y_valid[es_rows], fit_ctx)
     return model, context

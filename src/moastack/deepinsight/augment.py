@@ -11,10 +11,15 @@ import torch
 
 
 def swap_noise(
-    X: torch.Tensor, prob: float = 0.10, fraction: float = 0.15, generator: torch.Generator | None = None
+    X: torch.Tensor, prob: float = 0.10, fraction: float = 0.15, generator: torch.Generator | None = None,
+    columns: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """A copy of ``X`` (n × p) where each row, with probability ``prob``, takes ``round(fraction·p)``
     of its features (chosen per row) from one other random row (same columns).
+
+    ``columns``: the positions the swapped features are drawn from (the winners': the g-/c- columns, never
+    cp_type/cp_dose/cp_time); their number is still ``round(fraction·p)`` of all p columns, as theirs
+    (``int(p · 0.15)`` of all columns, drawn among the g-/c-), at most all of ``columns``. None: every column.
 
     Vectorised: one Bernoulli draw per row, one donor per row (a uniform *different* row), one random
     ranking per touched row to pick its columns. ``X`` itself is never modified.
@@ -25,7 +30,13 @@ def swap_noise(
         raise ValueError(f"swap_noise: expected an (n × p) matrix, got shape {tuple(X.shape)}")
     out = X.clone()
     n, p = X.shape
+    if columns is not None:
+        columns = torch.as_tensor(columns, dtype=torch.long, device=X.device)
+        if columns.dim() != 1 or len(columns) == 0 or int(columns.min()) < 0 or int(columns.max()) >= p:
+            raise ValueError(f"swap_noise: columns must be a non-empty 1-D index into the {p} columns")
     k = int(round(fraction * p))
+    pool = p if columns is None else len(columns)
+    k = min(k, pool)
     if n < 2 or k == 0 or prob == 0.0:
         return out
     device = X.device
@@ -34,6 +45,8 @@ def swap_noise(
         return out
     offset = torch.randint(1, n, (len(touched),), generator=generator, device=device)
     donors = (touched + offset) % n  # never the row itself
-    cols = torch.rand(len(touched), p, generator=generator, device=device).argsort(dim=1)[:, :k]
+    cols = torch.rand(len(touched), pool, generator=generator, device=device).argsort(dim=1)[:, :k]
+    if columns is not None:
+        cols = columns[cols]
     out[touched.unsqueeze(1), cols] = X[donors.unsqueeze(1), cols]
     return out

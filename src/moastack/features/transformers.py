@@ -398,15 +398,27 @@ class Ordinal(OneHot):
     For a model that embeds categories itself (``tabnet``'s ``cat_columns``: the winners' TabNet took cp_time
     and cp_dose so, as pytorch-tabnet ``cat_idxs``). Named ``cp_*`` so that ``all``-block steps (standardize,
     variance_threshold) leave them alone, as they leave the one-hots. An unknown value is an error.
+
+    ``categories`` picks the columns and their order of values (e.g. ``cp_type: [ctl_vehicle, trt_cp]``);
+    ``scale: true`` divides each code by its column's categories − 1, so the codes span [0, 1] (the
+    winners' DeepInsight CNNs: cp_type 0/1, cp_dose 0/1, cp_time 0/0.5/1).
     """
 
+    def __init__(self, categories: dict[str, Sequence] | None = None, scale: bool = False) -> None:
+        super().__init__(categories)
+        self.scale = scale
+
     def fit(self, X: pd.DataFrame, y: None = None) -> Ordinal:
+        if not isinstance(self.scale, bool):
+            raise ValueError(f"ordinal: scale must be true or false, got {self.scale!r}")
         super().fit(X)
         self.names_out_ = [f"{col}_code" for col in self.categories_]
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        codes = [hot.argmax(axis=1) for hot in self.indicators(X, "ordinal")]
+        codes = [hot.argmax(axis=1).astype(np.float64) for hot in self.indicators(X, "ordinal")]
+        if self.scale:
+            codes = [c / max(len(values) - 1, 1) for c, values in zip(codes, self.categories_.values(), strict=True)]
         return add_columns(X, self.names_out_, np.column_stack(codes))
 
 

@@ -10,6 +10,7 @@ each batch is rendered on the training device right before the forward pass: no 
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,14 @@ DEFAULTS: dict[str, Any] = {
     "perplexity": 30.0,  # t-SNE, idem
     "head_hidden": 512,
     "head_dropout": 0.0,
+    "head_init": "torch",  # torch: nn.Linear's own | goog: weights U(±1/sqrt(fan_out)), biases 0 (the winners')
+    "drop_rate": None,  # the backbone's dropout on its pooled features, before the head (timm drop_rate)
+    "drop_path_rate": None,  # the backbone's stochastic depth (timm drop_path_rate; geffnet's drop_connect_rate)
     "swap_prob": 0.10,
     "swap_fraction": 0.15,
+    "swap_columns": None,  # name patterns (fnmatch) of the columns swap noise may replace; None: every column
 }
+HEAD_INITS = ("torch", "goog")
 #: the winners' DeepInsight training: RAdam, cosine annealing stepped per epoch, label smoothing,
 #: early stopping on the validation BCE, AMP on CUDA (bf16 where supported, else fp16 with a GradScaler)
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -83,6 +89,31 @@ def validate_params(params: dict[str, Any]) -> None:
             raise ValueError(f"deepinsight: {key} must be in [0, 1], got {p[key]!r}")
     if float(p["perplexity"]) <= 0:
         raise ValueError("deepinsight: perplexity must be > 0")
+    if p["head_init"] not in HEAD_INITS:
+        raise ValueError(f"deepinsight: head_init must be one of {list(HEAD_INITS)}, got {p['head_init']!r}")
+    for key in ("drop_rate", "drop_path_rate"):
+        value = p[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0.0 <= float(value) < 1.0):
+            raise ValueError(f"deepinsight: {key} must be null or a number in [0, 1), got {value!r}")
+    cols = p["swap_columns"]
+    if cols is not None and (not isinstance(cols, (list, tuple)) or not cols
+                             or not all(isinstance(c, str) and c for c in cols)):
+        raise ValueError(f"deepinsight: swap_columns must be null or a non-empty list of name patterns, got {cols!r}")
+
+
+def swap_column_index(names: list[str], patterns: list[str] | None) -> np.ndarray | None:
+    """Positions of the columns whose names match one of ``patterns`` (fnmatch); None (every column) without
+    patterns. An error names the patterns when they match nothing."""
+    if patterns is None:
+        return None
+    from fnmatch import fnmatchcase
+
+    index = np.array([j for j, name in enumerate(names) if any(fnmatchcase(name, pat) for pat in patterns)],
+                     dtype=np.int64)
+    if len(index) == 0:
+        raise ValueError(f"deepinsight: swap_columns {list(patterns)} match none of the {len(names)} columns")
+    return index
 
 
 # --------------------------------------------------------------------------- backbone
@@ -137,31 +168,50 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path, name: str = "")
     return dropped
 
 
-def create_backbone(name: str, pretrained: bool | str | Path = False) -> nn.Module:
-    """A timm feature extractor (``num_classes=0``: pooled features, no classifier)."""
+def create_backbone(name: str, pretrained: bool | str | Path = False, drop_rate: float | None = None,
+                    drop_path_rate: float | None = None) -> nn.Module:
+    """A timm feature extractor (``num_classes=0``: pooled features, no classifier). ``drop_rate``: dropout
+    on the pooled features (timm applies it in its head even without a classifier); ``drop_path_rate``:
+    stochastic depth; None leaves timm's default."""
     import timm
 
     if not timm.is_model(name):
         raise ValueError(f"deepinsight: timm has no model {name!r}")
+    kwargs: dict[str, Any] = {"num_classes": 0}
+    if drop_rate is not None:
+        kwargs["drop_rate"] = float(drop_rate)
+    if drop_path_rate is not None:
+        kwargs["drop_path_rate"] = float(drop_path_rate)
     if pretrained is True:
         try:
-            return timm.create_model(name, pretrained=True, num_classes=0)
+            return timm.create_model(name, pretrained=True, **kwargs)
         except Exception as err:  # no network on a compute node is the usual cause
             raise RuntimeError(
                 f"deepinsight: could not get ImageNet weights for {name} ({err}); "
                 "download them once and set pretrained to the local state-dict file"
             ) from err
-    backbone = timm.create_model(name, pretrained=False, num_classes=0)
+    backbone = timm.create_model(name, pretrained=False, **kwargs)
     if pretrained:
         load_backbone_weights(backbone, pretrained, name)
     return backbone
+
+
+def init_goog_(module: nn.Module) -> None:
+    """geffnet's ``initialize_weight_goog`` for Linear layers (the winners' head init, both CNNs): weights
+    uniform in ±1/sqrt(fan_out), biases 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            bound = 1.0 / math.sqrt(m.out_features)
+            nn.init.uniform_(m.weight, -bound, bound)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 class DeepInsightNet(nn.Module):
     """Scaled feature rows → rendered images → backbone features → FC(head_hidden) → ELU → FC logits."""
 
     def __init__(self, renderer: Renderer, backbone: nn.Module, n_out: int, head_hidden: int = 512,
-                 head_dropout: float = 0.0) -> None:
+                 head_dropout: float = 0.0, head_init: str = "torch") -> None:
         super().__init__()
         self.renderer = renderer
         self.backbone = backbone
@@ -171,6 +221,8 @@ class DeepInsightNet(nn.Module):
             nn.Dropout(head_dropout) if head_dropout > 0 else nn.Identity(),
             nn.Linear(head_hidden, n_out),
         )
+        if head_init == "goog":
+            init_goog_(self.head)
         self.channels_last = False  # set on CUDA, where convolutions prefer NHWC
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -227,9 +279,10 @@ class DeepInsightCNN(TorchTabularModel):
 
     def build_network(self, fmap: FeatureMap, n_out: int, pretrained: bool | str | Path = False) -> DeepInsightNet:
         renderer = Renderer(fmap.pixel_index, fmap.height, fmap.width)
-        backbone = create_backbone(str(self.param("backbone")), pretrained)
+        backbone = create_backbone(str(self.param("backbone")), pretrained, self.param("drop_rate"),
+                                   self.param("drop_path_rate"))
         return DeepInsightNet(renderer, backbone, n_out, int(self.param("head_hidden")),
-                              float(self.param("head_dropout")))
+                              float(self.param("head_dropout")), str(self.param("head_init")))
 
     def build_module(self, n_in: int, n_out: int) -> nn.Module:
         return self.build_network(self.feature_map_, n_out)
@@ -244,6 +297,13 @@ class DeepInsightCNN(TorchTabularModel):
             raise ValueError(f"deepinsight: need X (n × p) and Y (n × t) with n >= 2, got {X.shape}, {Y.shape}")
         if context.feature_map is None:
             self.feature_map_ = self._fit_map(X, context)
+        elif context.feature_map.fit_on == "fold":  # the winners': scaler and t-SNE on this fold's training rows
+            self._check_map(context.feature_map, X.shape[1], context.feature_names)
+            t0 = time.perf_counter()
+            self.feature_map_ = context.feature_map.refit(X, n_jobs=max(1, int(context.threads or 1)))
+            context.logger.info("deepinsight: fitted the %d×%d feature map on this fold's %d training rows "
+                                "(%d pixels used) in %.1f s", self.feature_map_.height, self.feature_map_.width,
+                                len(X), int((self.feature_map_.occupancy() > 0).sum()), time.perf_counter() - t0)
         else:
             self.feature_map_ = context.feature_map
             context.logger.info("deepinsight: rendering with the given %d×%d feature map (%d pixels used)",
@@ -261,10 +321,13 @@ class DeepInsightCNN(TorchTabularModel):
             self.module_.to(memory_format=torch.channels_last)
         has_valid = X_valid is not None and Y_valid is not None and len(X_valid) > 0
         prob, fraction = float(self.param("swap_prob")), float(self.param("swap_fraction"))
+        swap_cols = swap_column_index(self.feature_map_.feature_names, self.param("swap_columns"))
+        swap_idx = None if swap_cols is None else torch.as_tensor(swap_cols, device=torch.device(context.device))
         self.history_ = fit_module(
             self.module_, self.feature_map_.scale(X), Y,
             self.feature_map_.scale(X_valid) if has_valid else None, Y_valid if has_valid else None,
-            cfg, context, augment=lambda X_e, gen: swap_noise(X_e, prob, fraction, gen), name="deepinsight",
+            cfg, context, augment=lambda X_e, gen: swap_noise(X_e, prob, fraction, gen, columns=swap_idx),
+            name="deepinsight",
         )
         return self
 

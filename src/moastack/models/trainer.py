@@ -68,6 +68,9 @@ class TrainConfig:
     weight_decay: float = 1e-5
     optimizer: str = "adam"  # adam | adamw | radam
     adam_eps: float = 1e-8  # the Adam-family optimizers' epsilon (torch's 1e-8; Keras' Adam 1e-7)
+    # radam: weight decay as torch_optimizer's RAdam (the winners' DeepInsight CNNs) applies it, each step
+    # multiplying the weights by 1 - lr * weight_decay, not as an L2 term added to the gradient (torch's)
+    decoupled_weight_decay: bool = False
     scheduler: str = "onecycle"  # onecycle | plateau | cosine | multistep | none
     t_max: int | None = None  # cosine: half-period in epochs, stepped per epoch; None: the whole run, per batch
     grad_clip: float | None = None  # clip the gradients' global norm (None: off)
@@ -118,6 +121,11 @@ class TrainConfig:
         if float(self.plateau_threshold) < 0 or not float(self.adam_eps) > 0:
             raise ValueError(f"plateau_threshold must be >= 0 and adam_eps > 0, got {self.plateau_threshold!r}, "
                              f"{self.adam_eps!r}")
+        if not isinstance(self.decoupled_weight_decay, bool):
+            raise ValueError(f"decoupled_weight_decay must be true or false, got {self.decoupled_weight_decay!r}")
+        if self.decoupled_weight_decay and self.optimizer != "radam":
+            raise ValueError(f"decoupled_weight_decay is an option of optimizer radam (adamw always decouples), "
+                             f"not {self.optimizer!r}")
         if self.amp_dtype not in AMP_DTYPES:
             raise ValueError(f"amp_dtype must be one of {sorted(AMP_DTYPES)}, got {self.amp_dtype!r}")
         for key in ("epochs", "batch_size", "eval_batch_size"):
@@ -278,7 +286,8 @@ def make_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     params = [p for p in module.parameters() if p.requires_grad]
     eps = float(cfg.adam_eps)
     if cfg.optimizer == "radam":
-        return torch.optim.RAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=eps)
+        return torch.optim.RAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=eps,
+                                 decoupled_weight_decay=bool(cfg.decoupled_weight_decay))
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=eps)
     try:
