@@ -93,5 +93,6 @@ def test_the_full_preset_validates_and_plans(tmp_path):
     write_config(tmp_path, yaml.safe_load(path.read_text()))
     planned = planned_jobs(tmp_path)
     trains = [wc for rule, wc in planned if rule == "train"]
-    assert len(trains) == 5 + 5 + 25  # prior and rf: 5 folds; nn: 5 seeds x 5 folds
+    assert len(trains) == 5 + 5 + 25 + 5 + 5  # prior, rf, xgb, chemprop: 5 folds; nn: 5 seeds x 5 folds
+    assert set(config["blend"]["members"]) == {"rf", "nn", "xgb", "chemprop"}
     assert {rule for rule, _ in planned} >= {"prepare", "folds", "features", "train", "collect", "blend", "submission"}
