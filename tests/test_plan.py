@@ -172,9 +172,12 @@ def test_measured_gpu_rates_price_the_cnns(tmp_path):
         {"backbone": "resnest50d", "amp": True, "s_per_epoch": 1.0, "rows": 400},
         {"backbone": "resnest50d", "amp": False, "s_per_epoch": 3.0, "rows": 400}]}}))
     rate = gpu_rate_from_json(path)
-    plan = make_plan(load_config(ROOT / "configs" / "winner.yaml"), gpu_rate=rate)
+    config = load_config(ROOT / "configs" / "winner.yaml")
+    plan = make_plan(config, gpu_rate=rate)
     rows = {r["model"]: r for r in plan.rows() if r["rule"] == "train"}
-    images = 35 * 23814 + 3982  # epochs x rows + the test rows, per fold
+    epochs = {config["models"][m]["params"]["epochs"] for m in ("deepinsight_effnet", "deepinsight_resnest")}
+    assert epochs == {200}  # the winners' cap (early stopping ends sooner; the plan prices every epoch)
+    images = 200 * 23814 + 3982  # epochs x rows + the test rows, per fold
     assert rows["deepinsight_effnet"]["gpu_h"] == pytest.approx(10 * (30 + 2.0 / 400 * images) / 3600)
     assert rows["deepinsight_resnest"]["gpu_h"] == pytest.approx(10 * (30 + 1.0 / 400 * images) / 3600)
 
