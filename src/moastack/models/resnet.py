@@ -108,7 +108,43 @@ def dense_block(
     return nn.Sequential(*layers), width
 
 
-class TwoHeadResNetModule(nn.Module):
+class PartedModule(nn.Module):
+    """A network made of named parts (``PARTS``) that transfer learning freezes and unfreezes by name;
+    its two column blocks are picked by index from the job's full feature matrix."""
+
+    def __init__(self, a_idx: Sequence[int], b_idx: Sequence[int]) -> None:
+        super().__init__()
+        self.register_buffer("a_idx", torch.as_tensor(list(a_idx), dtype=torch.long))
+        self.register_buffer("b_idx", torch.as_tensor(list(b_idx), dtype=torch.long))
+        self.head_a: nn.Module | None = None
+        #: parts whose weights are frozen: kept in inference mode (BatchNorm statistics fixed)
+        self.frozen_parts: tuple[str, ...] = ()
+
+    def parts(self) -> dict[str, nn.Module]:
+        return {name: getattr(self, name) for name in PARTS if getattr(self, name) is not None}
+
+    def freeze(self, trainable: Sequence[str]) -> None:
+        """Freeze every part not in ``trainable`` (weights and BatchNorm statistics)."""
+        self.frozen_parts = tuple(name for name in self.parts() if name not in trainable)
+        for name, part in self.parts().items():
+            part.requires_grad_(name not in self.frozen_parts)
+        self.train(self.training)
+
+    def unfreeze(self) -> None:
+        self.frozen_parts = ()
+        self.requires_grad_(True)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> PartedModule:
+        super().train(mode)
+        for name in self.frozen_parts:  # a frozen layer behaves as at inference, like Keras' trainable=False
+            for m in getattr(self, name).modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+
+class TwoHeadResNetModule(PartedModule):
     """The network on the job's full feature matrix: it picks its two blocks by column index."""
 
     def __init__(
@@ -126,9 +162,7 @@ class TwoHeadResNetModule(nn.Module):
         tail_activation: str | Sequence[str] = "selu",
         output_dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.register_buffer("a_idx", torch.as_tensor(list(a_idx), dtype=torch.long))
-        self.register_buffer("b_idx", torch.as_tensor(list(b_idx), dtype=torch.long))
+        super().__init__(a_idx, b_idx)
         n_a, n_b = len(a_idx), len(b_idx)
         if n_a + n_b == 0:
             raise ValueError("resnet2h: no input columns")
@@ -148,8 +182,6 @@ class TwoHeadResNetModule(nn.Module):
             out.append(FastDropout(output_dropout))
         out.append(nn.Linear(width, int(n_out)))
         self.output = nn.Sequential(*out)  # registered last: its Linear is the module's last one
-        #: parts whose weights are frozen: kept in inference mode (BatchNorm statistics fixed)
-        self.frozen_parts: tuple[str, ...] = ()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xb = x.index_select(1, self.b_idx)
@@ -161,31 +193,7 @@ class TwoHeadResNetModule(nn.Module):
             h = (ha + hb) * 0.5
         return self.output(self.tail(h))
 
-    def parts(self) -> dict[str, nn.Module]:
-        return {name: getattr(self, name) for name in PARTS if getattr(self, name) is not None}
-
-    def freeze(self, trainable: Sequence[str]) -> None:
-        """Freeze every part not in ``trainable`` (weights and BatchNorm statistics)."""
-        self.frozen_parts = tuple(name for name in self.parts() if name not in trainable)
-        for name, part in self.parts().items():
-            part.requires_grad_(name not in self.frozen_parts)
-        self.train(self.training)
-
-    def unfreeze(self) -> None:
-        self.frozen_parts = ()
-        self.requires_grad_(True)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> TwoHeadResNetModule:
-        super().train(mode)
-        for name in self.frozen_parts:  # a frozen layer behaves as at inference, like Keras' trainable=False
-            for m in getattr(self, name).modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self
-
-
-class ConcatResNetModule(TwoHeadResNetModule):
+class ConcatResNetModule(PartedModule):
     """The winners' Keras graph (``layout: concat``): dense blocks fed by concatenations of earlier outputs.
 
     Its parts for transfer/freezing: ``head_a``, ``head_b`` (a1, a2, a3, a3_), ``tail`` (the SELU block),
@@ -202,9 +210,7 @@ class ConcatResNetModule(TwoHeadResNetModule):
         output_dropout: float = 0.0,
         **_: Any,
     ) -> None:
-        nn.Module.__init__(self)
-        self.register_buffer("a_idx", torch.as_tensor(list(a_idx), dtype=torch.long))
-        self.register_buffer("b_idx", torch.as_tensor(list(b_idx), dtype=torch.long))
+        super().__init__(a_idx, b_idx)
         n_a, n_b = len(a_idx), len(b_idx)
         if n_a == 0 or n_b == 0:
             raise ValueError("resnet2h layout concat: needs columns in both blocks (head_a_patterns and the rest)")
@@ -220,7 +226,6 @@ class ConcatResNetModule(TwoHeadResNetModule):
             out.append(FastDropout(output_dropout))
         out.append(nn.Linear(width, int(n_out)))
         self.output = nn.Sequential(*out)
-        self.frozen_parts = ()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xb = x.index_select(1, self.b_idx)
