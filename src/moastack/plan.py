@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from moastack.config import blend_members, model_jobs, resources_for, wants_gpu
+from moastack.models import resnet_concat
 
 # --------------------------------------------------------------------------- data sizes
 
@@ -296,9 +297,7 @@ def macs_per_row(arch: str, params: dict, n_in: int, n_out: int) -> float:
         t = [int(h) for h in params.get("tail_hidden", [256])]
         if params.get("layout") == "concat":  # the winners' graph, fixed widths; input 2 ~ a third of the columns
             n_b = n_in // 3
-            w = a[-1]
-            return (mlp_macs(n_in - n_b, a[:-1], w) + (w + n_b) * 512 + (w + n_b + 512) * 512 + 512 * 256
-                    + 768 * 256 + 1024 * 256 + (w + 768) * 256 + 256 * 206 + 206 * n_out)
+            return mlp_macs(n_in - n_b, a[:-1], a[-1]) + resnet_concat.macs_after_head_a(a[-1], n_b, n_out)
         n_a = max(1, n_in // 10)
         return mlp_macs(n_a, a[:-1], a[-1]) + mlp_macs(n_in + a[-1], b[:-1], b[-1]) + mlp_macs(b[-1], t, n_out)
     if arch == "tabnet":

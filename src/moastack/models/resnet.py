@@ -55,6 +55,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from moastack.models import resnet_concat as concat
 from moastack.models.base import FitContext
 from moastack.models.simple_nn import FastDropout
 from moastack.models.trainer import (
@@ -215,12 +216,16 @@ class ConcatResNetModule(PartedModule):
         if n_a == 0 or n_b == 0:
             raise ValueError("resnet2h layout concat: needs columns in both blocks (head_a_patterns and the rest)")
         self.head_a, w_a = dense_block(n_a, head_a_hidden, head_a_dropout, head_a_activation)
-        a1, w1 = dense_block(w_a + n_b, [512], 0.3, "relu")
-        a2, w2 = dense_block(w_a + n_b + w1, [512, 256], 0.0, ["elu", "relu"])
-        a3, w3 = dense_block(w1 + w2, [256], 0.0, "elu")
-        a3_, w3_ = dense_block(w1 + w2 + w3, [256], 0.0, "relu")
-        self.head_b = nn.ModuleList([a1, a2, a3, a3_])
-        self.tail, width = dense_block(w_a + w2 + w3 + w3_, [256, 206], 0.0, "selu")
+        widths = {"a": w_a, "b": n_b}
+
+        def build(block: concat.Block) -> nn.Sequential:
+            layers, widths[block.name] = dense_block(
+                concat.input_width(block, widths), block.widths, block.dropout, list(block.activations))
+            return layers
+
+        self.head_b = nn.ModuleList([build(block) for block in concat.HEAD_B])
+        self.tail = build(concat.TAIL)
+        width = widths[concat.TAIL.name]
         out: list[nn.Module] = [nn.BatchNorm1d(width)]
         if output_dropout > 0:
             out.append(FastDropout(output_dropout))
@@ -228,14 +233,10 @@ class ConcatResNetModule(PartedModule):
         self.output = nn.Sequential(*out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xb = x.index_select(1, self.b_idx)
-        ha = self.head_a(x.index_select(1, self.a_idx))
-        b1, b2, b3, b3_ = self.head_b
-        h1 = b1(torch.cat([ha, xb], dim=1))
-        h2 = b2(torch.cat([ha, xb, h1], dim=1))
-        h3 = b3(torch.cat([h1, h2], dim=1))
-        h3_ = b3_(torch.cat([h1, h2, h3], dim=1))
-        return self.output(self.tail(torch.cat([ha, h2, h3, h3_], dim=1)))
+        h = {"a": self.head_a(x.index_select(1, self.a_idx)), "b": x.index_select(1, self.b_idx)}
+        for block, layers in zip((*concat.HEAD_B, concat.TAIL), (*self.head_b, self.tail)):
+            h[block.name] = layers(torch.cat([h[name] for name in block.inputs], dim=1))
+        return self.output(h[concat.TAIL.name])
 
 
 def set_batchnorm(module: nn.Module, momentum: float, eps: float) -> None:
