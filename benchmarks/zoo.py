@@ -8,6 +8,10 @@ measured here need not carry over to the real data (REFERENCE.md has the publish
     .venv/bin/python benchmarks/zoo.py [--rows 4000 --test-rows 1000] [--smoke] [--workdir DIR] [--cores 2]
     .venv/bin/python benchmarks/zoo.py --rows 23814 --test-rows 3982      # full lish-moa size
     .venv/bin/python benchmarks/zoo.py --skip-arch random_forest          # without the slowest arch
+    .venv/bin/python benchmarks/zoo.py --second-place --workdir /tmp/moastack-2nd   # 2nd place's CNN vs its DNN
+
+``--second-place`` runs configs/second-place.yaml at its full size instead, with one seed: its 1-D CNN, its
+DNN (a ``simple_nn``, the table's reference) and a prior on the same drug-aware folds, one thread per job.
 """
 
 from __future__ import annotations
@@ -38,6 +42,16 @@ def zoo_config(smoke: bool, rows: int, test_rows: int, skip_arch: tuple[str, ...
     return config
 
 
+def second_place_config() -> dict:
+    """configs/second-place.yaml, one seed, TabNet left out: does the 1-D CNN beat the simple NN at full size?"""
+    config = yaml.safe_load((ROOT / "configs" / "second-place.yaml").read_text())
+    models = {name: config["models"][name] for name in ("cnn1d_soft", "dnn")}
+    for model in models.values():
+        model.update(seeds=[0], resources={**model["resources"], "threads": 1})
+    config["models"] = {"prior": {"arch": "prior", "features": "robust", "folds": "drug5"}, **models}
+    return config
+
+
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Mean over targets of the Pearson correlation of two models' OOF columns (constant columns skipped)."""
     a, b = a - a.mean(axis=0), b - b.mean(axis=0)
@@ -46,7 +60,9 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((a * b).sum(axis=0)[ok] / norm[ok])) if ok.any() else float("nan")
 
 
-def table(results: Path, models: list[str]) -> pd.DataFrame:
+def table(results: Path, config: dict) -> pd.DataFrame:
+    models = list(config["models"])
+    reference = next(name for name, m in config["models"].items() if m["arch"] == "simple_nn")
     targets = pd.read_parquet(results / "data" / "train_targets_scored.parquet")
     y = targets.drop(columns=["sig_id"]).to_numpy(np.float64)
     oof = {m: pd.read_parquet(results / "models" / m / "oof.parquet").set_index("sig_id")
@@ -63,7 +79,7 @@ def table(results: Path, models: list[str]) -> pd.DataFrame:
             "model": m, "log_loss": score["value"], "x_prior": score["value"] / prior,
             "roc_auc": score["metrics"]["roc_auc"], "pr_auc": score["metrics"]["pr_auc"],
             "s_per_fold": jobs["s"].mean(), "peak_rss_mb": jobs["max_rss"].max(),
-            "r_simple_nn": correlation(oof[m], oof["simple_nn"]) if m != "simple_nn" else 1.0,
+            "r_simple_nn": correlation(oof[m], oof[reference]) if m != reference else 1.0,
             "blend_without": metric_value("log_loss", y, apply_weights(w, [oof[o] for o in others])),
         })
     return pd.DataFrame(rows).sort_values("log_loss")
@@ -76,13 +92,18 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="configs/zoo-smoke.yaml (checks the script in minutes)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/moastack-zoo"))
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--second-place", action="store_true",
+                        help="configs/second-place.yaml at full size, one seed, without TabNet (hours on 2 cores)")
     parser.add_argument("--skip-arch", action="append", default=[], metavar="ARCH",
                         help="leave this arch's models out (e.g. random_forest: 206 forests per fold job)")
     args = parser.parse_args()
-    config = zoo_config(args.smoke, args.rows, args.test_rows, tuple(args.skip_arch))
+    if args.second_place:
+        config = second_place_config()
+    else:
+        config = zoo_config(args.smoke, args.rows, args.test_rows, tuple(args.skip_arch))
     seconds = run_workflow(args.workdir, config, cores=args.cores)
     results = args.workdir / "results"
-    out = table(results, list(config["models"]))
+    out = table(results, config)
     blend = json.loads((results / "blend" / "score.json").read_text())
     print(f"zoo: {config['data']['synthetic']['n_train']} train rows, whole DAG {seconds / 60:.1f} min "
           f"on {args.cores} cores; blend of all: log loss {blend['value']:.5f}")
