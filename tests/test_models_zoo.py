@@ -7,12 +7,11 @@ import pytest
 import torch
 from test_trainer import ctx, mean_log_loss, planted
 
-from moastack.models import resnet_concat
 from moastack.models.prior import PriorModel
 from moastack.models.registry import build_model, load_model, model_class, read_payload
 from moastack.models.resnet import ResNet2H, TwoHeadResNetModule, split_blocks
 from moastack.models.tabnet import TabNetModel
-from moastack.plan import mlp_macs
+from moastack.plan import concat_resnet_macs
 from moastack.targets import prior_logit
 
 # --------------------------------------------------------------------------- data
@@ -387,10 +386,9 @@ def test_concat_layout_keras_batchnorm_and_init(data):
     torch.testing.assert_close(bn.running_mean, expected, rtol=1e-4, atol=1e-6)
     # keras init: zero biases, Glorot-uniform bounds, LeCun-normal (truncated at 2 std) before SELU
     linears = {n: x for n, x in module.named_modules() if isinstance(x, torch.nn.Linear)}
-    # the planner prices exactly this graph (resnet_concat.py is the one description of it)
+    # the planner prices exactly this graph (models/resnet_concat.py is the one description of it)
     n_a, n_b = len(module.a_idx), len(module.b_idx)
-    assert sum(x.in_features * x.out_features for x in linears.values()) == (
-        mlp_macs(n_a, [512], 256) + resnet_concat.macs_after_head_a(256, n_b, 6))
+    assert sum(x.in_features * x.out_features for x in linears.values()) == concat_resnet_macs(n_a, n_b, [512, 256], 6)
     assert linears["tail.4"].in_features == 256 and linears["output.1"].in_features == 206
     assert all(torch.count_nonzero(x.bias) == 0 for x in linears.values())
     w = linears["head_b.1.1"].weight

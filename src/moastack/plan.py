@@ -281,6 +281,13 @@ def mlp_macs(n_in: int, hidden: list[int], n_out: int) -> int:
     return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
+def concat_resnet_macs(n_a: int, n_b: int, head_a: list[int], n_out: int) -> int:
+    """Multiply-adds of one row through ``resnet2h``'s concat layout (``models/resnet_concat.py``)."""
+    n_in = resnet_concat.input_widths(head_a[-1], n_b)
+    blocks = sum(mlp_macs(n_in[b.name], list(b.widths[:-1]), b.widths[-1]) for b in resnet_concat.BLOCKS)
+    return mlp_macs(n_a, head_a[:-1], head_a[-1]) + blocks + resnet_concat.TAIL.widths[-1] * n_out
+
+
 def _simple_nn_hidden(params: dict) -> list[int]:
     if params.get("hidden") is not None:
         return [int(h) for h in params["hidden"]]
@@ -297,7 +304,7 @@ def macs_per_row(arch: str, params: dict, n_in: int, n_out: int) -> float:
         t = [int(h) for h in params.get("tail_hidden", [256])]
         if params.get("layout") == "concat":  # the winners' graph, fixed widths; input 2 ~ a third of the columns
             n_b = n_in // 3
-            return mlp_macs(n_in - n_b, a[:-1], a[-1]) + resnet_concat.macs_after_head_a(a[-1], n_b, n_out)
+            return concat_resnet_macs(n_in - n_b, n_b, a, n_out)
         n_a = max(1, n_in // 10)
         return mlp_macs(n_a, a[:-1], a[-1]) + mlp_macs(n_in + a[-1], b[:-1], b[-1]) + mlp_macs(b[-1], t, n_out)
     if arch == "tabnet":

@@ -216,16 +216,14 @@ class ConcatResNetModule(PartedModule):
         if n_a == 0 or n_b == 0:
             raise ValueError("resnet2h layout concat: needs columns in both blocks (head_a_patterns and the rest)")
         self.head_a, w_a = dense_block(n_a, head_a_hidden, head_a_dropout, head_a_activation)
-        widths = {"a": w_a, "b": n_b}
+        n_in = concat.input_widths(w_a, n_b)
 
         def build(block: concat.Block) -> nn.Sequential:
-            layers, widths[block.name] = dense_block(
-                concat.input_width(block, widths), block.widths, block.dropout, list(block.activations))
-            return layers
+            return dense_block(n_in[block.name], block.widths, block.dropout, list(block.activations))[0]
 
         self.head_b = nn.ModuleList([build(block) for block in concat.HEAD_B])
         self.tail = build(concat.TAIL)
-        width = widths[concat.TAIL.name]
+        width = concat.TAIL.widths[-1]
         out: list[nn.Module] = [nn.BatchNorm1d(width)]
         if output_dropout > 0:
             out.append(FastDropout(output_dropout))
@@ -234,7 +232,7 @@ class ConcatResNetModule(PartedModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = {"a": self.head_a(x.index_select(1, self.a_idx)), "b": x.index_select(1, self.b_idx)}
-        for block, layers in zip((*concat.HEAD_B, concat.TAIL), (*self.head_b, self.tail)):
+        for block, layers in zip(concat.BLOCKS, (*self.head_b, self.tail)):
             h[block.name] = layers(torch.cat([h[name] for name in block.inputs], dim=1))
         return self.output(h[concat.TAIL.name])
 

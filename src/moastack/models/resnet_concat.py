@@ -28,21 +28,13 @@ HEAD_B = (
     Block("a3_", ("a1", "a2", "a3"), (256,), 0.0, ("relu",)),
 )
 TAIL = Block("tail", ("a", "a2", "a3", "a3_"), (256, 206), 0.0, ("selu", "selu"))
+BLOCKS = (*HEAD_B, TAIL)
 
 
-def input_width(block: Block, widths: dict[str, int]) -> int:
-    """Columns entering ``block``, given the output width of "a", "b" and every earlier block."""
-    return sum(widths[name] for name in block.inputs)
-
-
-def macs_after_head_a(head_a_width: int, n_b: int, n_out: int) -> int:
-    """Multiply-adds of one row through head B, the tail and the output layer (head A priced apart)."""
-    widths = {"a": int(head_a_width), "b": int(n_b)}
-    macs = 0
-    for block in (*HEAD_B, TAIL):
-        n_in = input_width(block, widths)
-        for w in block.widths:
-            macs += n_in * w
-            n_in = w
-        widths[block.name] = n_in
-    return macs + widths[TAIL.name] * int(n_out)
+def input_widths(head_a_width: int, n_b: int) -> dict[str, int]:
+    """Columns entering each block, given head A's output width and the number of block-B columns."""
+    out, entering = {"a": int(head_a_width), "b": int(n_b)}, {}
+    for block in BLOCKS:
+        entering[block.name] = sum(out[name] for name in block.inputs)
+        out[block.name] = block.widths[-1]
+    return entering
